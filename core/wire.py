@@ -1,0 +1,146 @@
+"""Typed values that cross the client boundary: what each client returns.
+
+Clients translate vendor JSON into these models (and vendor status words into
+`JobState` through explicit tables), so nothing above `clients/` handles raw dicts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- Prometheus ---------------------------------------------------------------------
+class Sample(Frozen):
+    """One instant-vector element: labels, value (NaN/±Inf allowed) and its timestamp."""
+
+    labels: dict[str, str]
+    value: float
+    timestamp: float
+
+
+class Series(Frozen):
+    """One range-vector element: labels and (timestamp, value) points in time order."""
+
+    labels: dict[str, str]
+    points: list[tuple[float, float]]
+
+
+# --- Loki ---------------------------------------------------------------------------
+class LogEntry(Frozen):
+    ts_ns: int
+    line: str
+
+
+class LogStream(Frozen):
+    labels: dict[str, str]
+    entries: list[LogEntry]
+
+
+# --- Discord ------------------------------------------------------------------------
+class EmbedField(Frozen):
+    name: str
+    value: str
+    inline: bool = False
+
+
+class Embed(Frozen):
+    title: str | None = None
+    description: str | None = None
+    url: str | None = None
+    color: int | None = None
+    fields: list[EmbedField] = Field(default_factory=list)
+    footer: str | None = None
+    timestamp: datetime | None = None
+
+
+class DiscordUser(Frozen):
+    id: str
+    username: str
+    bot: bool = False
+
+
+class DiscordMessage(Frozen):
+    id: str
+    channel_id: str
+    content: str = ""
+    embeds: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# --- Claude -------------------------------------------------------------------------
+class TokenUsage(Frozen):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+
+class TextContent(Frozen):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ToolUseContent(Frozen):
+    type: Literal["tool_use"] = "tool_use"
+    id: str
+    name: str
+    input: Any
+
+
+class ClaudeReply(Frozen):
+    """The model's answer: content blocks, why it stopped, and what it cost."""
+
+    model: str
+    content: list[TextContent | ToolUseContent]
+    stop_reason: str | None
+    usage: TokenUsage
+
+    @property
+    def text(self) -> str:
+        return "".join(b.text for b in self.content if isinstance(b, TextContent))
+
+    def tool_input(self, name: str) -> Any | None:
+        for block in self.content:
+            if isinstance(block, ToolUseContent) and block.name == name:
+                return block.input
+        return None
+
+
+# --- Job runners (AWX, Semaphore, local Ansible) -------------------------------------
+class JobState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESSFUL = "successful"
+    FAILED = "failed"
+    ERROR = "error"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = {JobState.SUCCESSFUL, JobState.FAILED, JobState.ERROR, JobState.CANCELED}
+
+
+class JobRef(Frozen):
+    """A launched job: which runner, its id there, and a link for humans when known."""
+
+    runner: Literal["awx", "semaphore", "ansible"]
+    job_id: str
+    url: str | None = None
+
+
+class JobStatus(Frozen):
+    ref: JobRef
+    state: JobState
+    started: datetime | None = None
+    finished: datetime | None = None
+    elapsed: float | None = None
