@@ -49,6 +49,14 @@ class DiscordError(UpstreamError):
     service = "Discord"
 
 
+class DiscordNotFound(DiscordError):
+    """The channel or message no longer exists (e.g. a deleted approval message)."""
+
+
+class DiscordRateLimited(DiscordError):
+    """Still rate limited after the bounded retries."""
+
+
 class ClaudeError(UpstreamError):
     service = "Claude"
 
