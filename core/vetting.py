@@ -1,0 +1,233 @@
+"""Claude proposes, policy disposes: every proposed action is vetted here.
+
+An action survives only if its catalog key exists, its parameters are valid for the
+entry (bound to the subjects of the issues it addresses), its host has a current issue,
+is inside the entry's target scope, is not protected or in maintenance, its issues are
+not in cooldown or out of attempts, and the cycle, host and approval-capacity limits
+allow it. Its risk is never below the catalog's floor. Every rejected action becomes a
+manual issue that says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import Field
+
+from core.analysis import ManualIssue, ModelAction
+from core.catalog import Runner
+from core.models import Frozen, Issue, Risk
+from core.policy import Policy
+
+
+class AttemptRecord(Frozen):
+    at: datetime
+    outcome: str
+    counts: bool = Field(description="Counts toward the attempt limit (failed/ineffective).")
+
+
+class ProposedAction(Frozen):
+    """An action that passed policy and may now be put to humans."""
+
+    action_id: str
+    cycle_id: str
+    host: str
+    catalog_key: str
+    parameters: dict[str, Any]
+    risk: Risk
+    model_risk: Risk
+    reason: str
+    expected_outcome: str
+    fingerprints: list[str]
+    issues: list[Issue]
+    runner: Runner
+    template: str
+    max_job_seconds: int
+    deadline_default_may_run: bool
+    policy_hash: str
+    proposed_at: datetime
+    notes: list[str] = Field(default_factory=list)
+
+
+class RejectedAction(Frozen):
+    action: ModelAction
+    reason: str
+
+
+class Vetting(Frozen):
+    approved: list[ProposedAction]
+    rejected: list[RejectedAction]
+
+    @property
+    def manual_issues(self) -> list[ManualIssue]:
+        return [
+            ManualIssue(
+                host=r.action.host,
+                problem=f"Proposed action {r.action.catalog_key!r} was not allowed: {r.reason}",
+                severity="warning",
+                recommendation=r.action.reason[:500] or "Review the issue by hand.",
+                source="capacity" if r.reason.startswith("approval capacity") else "policy",
+            )
+            for r in self.rejected
+        ]
+
+    def rejection_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for r in self.rejected:
+            counts[r.reason.split(":")[0].split(" (")[0]] += 1
+        return dict(counts)
+
+
+def action_id(cycle_id: str, key: str, host: str, fps: Sequence[str], params: Mapping) -> str:
+    raw = json.dumps([cycle_id, key, host, sorted(fps), params], sort_keys=True, default=str)
+    return "act-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _attempt_block(
+    fps: Sequence[str],
+    history: Mapping[str, Sequence[AttemptRecord]],
+    policy: Policy,
+    now: datetime,
+) -> str | None:
+    window = timedelta(seconds=policy.attempt_window_seconds)
+    cooldown = timedelta(seconds=policy.cooldown_seconds)
+    for fp in fps:
+        records = history.get(fp, ())
+        counted = [r for r in records if r.counts and now - r.at < window]
+        if len(counted) >= policy.attempts_per_window:
+            return (
+                f"out of attempts ({len(counted)} failed or ineffective in the last "
+                f"{policy.attempt_window_seconds // 3600} h) for {fp}"
+            )
+        recent = [r.at for r in records if now - r.at < cooldown]
+        if recent:
+            return f"in cooldown until {(max(recent) + cooldown).isoformat()} for {fp}"
+    return None
+
+
+def _check_one(
+    action: ModelAction,
+    issues_by_host: Mapping[str, Sequence[Issue]],
+    policy: Policy,
+    history: Mapping[str, Sequence[AttemptRecord]],
+    now: datetime,
+) -> tuple[str | None, list[Issue]]:
+    entry = policy.entry(action.catalog_key)
+    if entry is None:
+        return f"unknown catalog key {action.catalog_key!r}", []
+    host_issues = issues_by_host.get(action.host)
+    if not host_issues:
+        return f"host {action.host!r} has no current issue", []
+    if policy.protected(action.host):
+        return f"host {action.host!r} is protected from every action", []
+    window = policy.maintenance_for(action.host, now)
+    if window is not None:
+        return f"host {action.host!r} is in maintenance window {window.name!r}", []
+    by_fp = {i.fingerprint: i for i in host_issues}
+    if action.fingerprints:
+        unknown = [fp for fp in action.fingerprints if fp not in by_fp]
+        if unknown:
+            return f"fingerprints not among {action.host}'s current issues: {unknown[:3]}", []
+        addressed = [by_fp[fp] for fp in action.fingerprints]
+    else:
+        addressed = [i for i in host_issues if i.check in entry.addresses]
+    addressed = [i for i in addressed if i.check in entry.addresses]
+    if not addressed:
+        return f"{entry.key!r} does not address any of {action.host}'s current issues", []
+    labels: dict[str, str] = {}
+    for i in addressed:
+        labels.update(i.labels)
+    if not entry.targets.allows(action.host, labels):
+        return f"host {action.host!r} is outside the target scope of {entry.key!r}", []
+    problems = entry.validate_parameters(action.parameters, {i.subject for i in addressed})
+    if problems:
+        return "invalid parameters: " + "; ".join(problems), []
+    blocked = _attempt_block([i.fingerprint for i in addressed], history, policy, now)
+    if blocked:
+        return blocked, []
+    return None, addressed
+
+
+def vet_actions(
+    actions: Sequence[ModelAction],
+    issues: Sequence[Issue],
+    *,
+    policy: Policy,
+    policy_hash: str,
+    history: Mapping[str, Sequence[AttemptRecord]],
+    pending_approvals: int,
+    cycle_id: str,
+    now: datetime,
+) -> Vetting:
+    """Check every proposed action against policy (see the module docstring)."""
+    issues_by_host: dict[str, list[Issue]] = defaultdict(list)
+    for issue in issues:
+        issues_by_host[issue.host].append(issue)
+    approved: list[ProposedAction] = []
+    rejected: list[RejectedAction] = []
+    per_host: dict[str, int] = defaultdict(int)
+    seen: set[tuple[str, str, str]] = set()
+    claimed_fps: set[str] = set()
+    capacity = max(0, policy.max_pending_approvals - pending_approvals)
+    for action in actions:
+        reason, addressed = _check_one(action, issues_by_host, policy, history, now)
+        fps = [i.fingerprint for i in addressed]
+        ident = (
+            action.catalog_key,
+            action.host,
+            json.dumps(action.parameters, sort_keys=True, default=str),
+        )
+        if reason is None and (ident in seen or claimed_fps & set(fps)):
+            reason = "duplicate: another proposed action already addresses these issues"
+        if reason is None and len(approved) >= policy.max_actions_per_cycle:
+            reason = f"over the per-cycle limit of {policy.max_actions_per_cycle} actions"
+        if reason is None and per_host[action.host] >= policy.max_actions_per_host:
+            reason = f"over the per-host limit of {policy.max_actions_per_host} actions"
+        if reason is None and len(approved) >= capacity:
+            reason = (
+                f"approval capacity reached ({policy.max_pending_approvals} actions may "
+                "await approval at once)"
+            )
+        if reason is not None:
+            rejected.append(RejectedAction(action=action, reason=reason))
+            continue
+        entry = policy.entry(action.catalog_key)
+        assert entry is not None
+        risk = Risk.max(action.risk, entry.min_risk)
+        notes = []
+        if risk != action.risk:
+            notes.append(
+                f"risk raised from {action.risk.value} to {risk.value} "
+                f"(catalog floor of {entry.key})"
+            )
+        seen.add(ident)
+        claimed_fps.update(fps)
+        per_host[action.host] += 1
+        approved.append(
+            ProposedAction(
+                action_id=action_id(cycle_id, entry.key, action.host, fps, action.parameters),
+                cycle_id=cycle_id,
+                host=action.host,
+                catalog_key=entry.key,
+                parameters=dict(action.parameters),
+                risk=risk,
+                model_risk=action.risk,
+                reason=action.reason,
+                expected_outcome=action.expected_outcome,
+                fingerprints=fps,
+                issues=addressed,
+                runner=entry.runner,
+                template=entry.template,
+                max_job_seconds=entry.max_job_seconds,
+                deadline_default_may_run=entry.deadline_default_may_run,
+                policy_hash=policy_hash,
+                proposed_at=now,
+                notes=notes,
+            )
+        )
+    return Vetting(approved=approved, rejected=rejected)

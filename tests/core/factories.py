@@ -1,0 +1,61 @@
+"""Small builders for core tests (plain data, no project logic re-implemented)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from core.models import CheckName, Issue, Severity
+from core.wire import ClaudeReply, TextContent, TokenUsage, ToolUseContent
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def issue(
+    host: str = "web-02",
+    check: CheckName = CheckName.FAILED_UNIT,
+    subject: str = "nginx.service",
+    severity: Severity = Severity.CRITICAL,
+    value: float | None = 1.0,
+    labels: dict[str, str] | None = None,
+) -> Issue:
+    return Issue(
+        host=host,
+        check=check,
+        subject=subject,
+        severity=severity,
+        value=value,
+        threshold=1.0,
+        labels=labels or {"instance": host},
+        observed_at=NOW,
+        summary=f"{check.value} {subject} on {host}",
+    )
+
+
+def tool_reply(data: Any, stop_reason: str = "tool_use") -> ClaudeReply:
+    return ClaudeReply(
+        model="m",
+        stop_reason=stop_reason,
+        usage=TokenUsage(input_tokens=10),
+        content=[ToolUseContent(id="t1", name="submit_analysis", input=data)],
+    )
+
+
+def text_reply(text: str, stop_reason: str = "end_turn") -> ClaudeReply:
+    return ClaudeReply(
+        model="m", stop_reason=stop_reason, usage=TokenUsage(), content=[TextContent(text=text)]
+    )
+
+
+def action(
+    key: str = "restart_unit", host: str = "web-02", risk: str = "low", **params: Any
+) -> dict[str, Any]:
+    return {
+        "catalog_key": key,
+        "host": host,
+        "parameters": params or {"unit": "nginx.service"},
+        "risk": risk,
+        "reason": "unit failed",
+        "expected_outcome": "unit active",
+        "fingerprints": [],
+    }
