@@ -45,10 +45,12 @@ Control API (besides the base's /_control/requests, /reset and /faults):
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
 from collections import deque
 from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
 from anthropic.types import Message, MessageTokensCount
@@ -304,6 +306,13 @@ class AnthropicServer(SandboxServer):
                 "ephemeral_1h_input_tokens": created if ttl == "1h" else 0,
             },
         }
+
+    @staticmethod
+    def _write(h: BaseHTTPRequestHandler, resp: Response) -> None:
+        # The base writes headers and body in two sends; with Nagle on, a keep-alive
+        # client then waits for the delayed ACK, ~40 ms per request. TCP_NODELAY avoids it.
+        h.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        SandboxServer._write(h, resp)
 
     def _api_error(self, message: str) -> Response:
         # Not retried: a sandbox mistake should fail the test at once, not after backoff.
