@@ -40,15 +40,17 @@ def cut(text: str, limit: int) -> str:
 def embeds_json(embeds: Sequence[Embed]) -> list[dict[str, Any]]:
     """Discord's embed JSON, cut to every per-embed and per-message limit."""
     items = list(embeds)
-    if len(items) > EMBEDS_MAX:
-        hidden = len(items) - (EMBEDS_MAX - 1)
-        items = [*items[: EMBEDS_MAX - 1], Embed(description=f"{ELLIPSIS} {hidden} more not shown")]
-    out = [_embed_json(e) for e in items]
-    _fit_total(out)
+    notes: list[dict[str, Any]] = []  # "N more not shown" markers: never cut themselves
+    hidden = len(items) - (EMBEDS_MAX - 1) if len(items) > EMBEDS_MAX else 0
+    out = [_embed_json(e, notes) for e in items[: EMBEDS_MAX - 1 if hidden else EMBEDS_MAX]]
+    if hidden:
+        notes.append({"description": f"{ELLIPSIS} {hidden} more not shown"})
+        out.append(notes[-1])
+    _fit_total(out, notes)
     return out
 
 
-def _embed_json(embed: Embed) -> dict[str, Any]:
+def _embed_json(embed: Embed, notes: list[dict[str, Any]]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if embed.title:
         data["title"] = cut(embed.title, TITLE_MAX)
@@ -69,8 +71,10 @@ def _embed_json(embed: Embed) -> dict[str, Any]:
     ]
     if len(fields) > FIELDS_MAX:
         hidden = len(fields) - (FIELDS_MAX - 1)
-        note = {"name": ELLIPSIS, "value": f"{hidden} more fields not shown", "inline": False}
-        fields = [*fields[: FIELDS_MAX - 1], note]
+        notes.append(
+            {"name": ELLIPSIS, "value": f"{hidden} more fields not shown", "inline": False}
+        )
+        fields = [*fields[: FIELDS_MAX - 1], notes[-1]]
     if fields:
         data["fields"] = fields
     if embed.footer:
@@ -80,19 +84,33 @@ def _embed_json(embed: Embed) -> dict[str, Any]:
     return data
 
 
-def _fit_total(embeds: list[dict[str, Any]]) -> None:
-    """Cut the longest texts until all embeds together hold at most 6000 characters."""
+def _fit_total(embeds: list[dict[str, Any]], notes: list[dict[str, Any]]) -> None:
+    """Cap every text at the largest length that keeps all embeds within 6000 characters.
+
+    The longest texts (usually log excerpts) give way first and short ones (titles,
+    field names) survive whole; every cut text ends with "…".
+    """
     slots: list[tuple[dict[str, Any], str]] = []
     for e in embeds:
         slots += [(e, k) for k in ("title", "description") if k in e]
         slots += [(f, k) for f in e.get("fields", []) for k in ("name", "value")]
         if "footer" in e:
             slots.append((e["footer"], "text"))
-    # Terminates: each round either meets the budget or shrinks the longest text to "…",
-    # and ≤ 10 × 53 one-character texts are far below 6000.
-    while (total := sum(len(d[k]) for d, k in slots)) > EMBED_TOTAL_MAX:
-        d, k = max(slots, key=lambda s: len(s[0][s[1]]))
-        d[k] = cut(d[k], max(len(d[k]) - (total - EMBED_TOTAL_MAX), 1))
+    kept = {id(n) for n in notes}
+    budget = EMBED_TOTAL_MAX - sum(len(d[k]) for d, k in slots if id(d) in kept)
+    slots = [(d, k) for d, k in slots if id(d) not in kept]
+    lengths = [len(d[k]) for d, k in slots]
+    if sum(lengths) <= budget:
+        return
+    low, high = 1, max(lengths)  # ≤ 10 × 53 texts of one character always fit
+    while low < high:
+        cap = (low + high + 1) // 2
+        if sum(min(n, cap) for n in lengths) <= budget:
+            low = cap
+        else:
+            high = cap - 1
+    for d, k in slots:
+        d[k] = cut(d[k], low)
 
 
 class DiscordClient(HttpClient):
@@ -239,9 +257,9 @@ class DiscordClient(HttpClient):
         try:
             body = resp.json()
             text = f"{body['message']} (code {body.get('code')})"
-        except (ValueError, KeyError, TypeError):
-            return resp.text[:1000] or resp.reason_phrase
-        problems = [f"{path}: {msg}" for path, msg in _flatten(body.get("errors") or {})]
+            problems = [f"{path}: {msg}" for path, msg in _flatten(body.get("errors") or {})]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return resp.text[:1000] or resp.reason_phrase  # not Discord's JSON (e.g. a proxy)
         return "; ".join([text, *problems])
 
 
