@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
@@ -120,6 +121,7 @@ class AnthropicServer(SandboxServer):
         self._answers: deque[Answer] = deque()
         self._cache: set[str] = set()
         self._state_lock = threading.Lock()
+        self._reset_at = 0.0
         super().__init__()
 
     def setup_routes(self) -> None:
@@ -156,6 +158,7 @@ class AnthropicServer(SandboxServer):
         """Forget requests, faults, queued answers and the prompt cache; default mode."""
         super().reset()
         with self._state_lock:
+            self._reset_at = time.time()
             self._answers.clear()
             self._cache.clear()
             self.mode = self._default_mode
@@ -238,12 +241,19 @@ class AnthropicServer(SandboxServer):
         if problem is not None:
             return problem
         with self._state_lock:
+            if req.at < self._reset_at:
+                # Held by a `slow` fault across a reset: it must not take the next
+                # test's answers or fill its cache.
+                return _fail(500, "api_error", "sandbox was reset during this request")
             answer = self._answers.popleft() if self._answers else None
             mode = self.mode
         if answer is None and mode == "scripted":
             return self._api_error("sandbox (scripted mode): no answer queued")
         if answer is None:
-            answer = Answer(content=sandbox_model.respond(body))
+            try:
+                answer = Answer(content=sandbox_model.respond(body))
+            except Exception as exc:  # noqa: BLE001 - a sandbox bug must fail at once, unretried
+                return self._api_error(f"sandbox model failed: {type(exc).__name__}: {exc}")
         content, stop_reason, output_tokens = render(answer, body["max_tokens"])
         message = {
             "id": f"msg_01{uuid.uuid4().hex[:22]}",
@@ -311,8 +321,12 @@ class AnthropicServer(SandboxServer):
     def _write(h: BaseHTTPRequestHandler, resp: Response) -> None:
         # The base writes headers and body in two sends; with Nagle on, a keep-alive
         # client then waits for the delayed ACK, ~40 ms per request. TCP_NODELAY avoids it.
-        h.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        SandboxServer._write(h, resp)
+        try:
+            h.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            SandboxServer._write(h, resp)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (its timeout ran out during a `slow` fault): not an error.
+            h.close_connection = True
 
     def _api_error(self, message: str) -> Response:
         # Not retried: a sandbox mistake should fail the test at once, not after backoff.

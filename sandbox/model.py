@@ -82,7 +82,7 @@ def _subject(issue: Issue, context: Context) -> str | None:
 
 
 def _process(issue: Issue, context: Context) -> str | None:
-    labels = issue.get("labels") or {}
+    labels = issue.get("labels") if isinstance(issue.get("labels"), dict) else {}
     for name in (labels.get("process"), labels.get("groupname")):
         if name:
             return str(name)
@@ -243,7 +243,8 @@ def analyse(text: str) -> dict[str, Any]:
     ctx = context if isinstance(context, dict) else {}
     actions: dict[tuple[str, str, str], dict[str, Any]] = {}
     manual: list[dict[str, Any]] = []
-    for issue in (i for i in issues if isinstance(i, dict)):
+    issues = [i for i in issues if isinstance(i, dict)]
+    for issue in issues:
         rule = RULES.get(str(issue.get("check")), _UNKNOWN_CHECK)
         target = rule.target(issue, ctx) if rule.catalog_key else None
         if rule.catalog_key is None:
@@ -265,7 +266,7 @@ def analyse(text: str) -> dict[str, Any]:
                 actions[key]["fingerprints"].append(str(issue.get("fingerprint")))
             else:
                 actions[key] = _action(issue, rule, target, entries[rule.catalog_key])
-    hosts = {str(i.get("host")) for i in issues if isinstance(i, dict)}
+    hosts = {str(i.get("host")) for i in issues}
     return {
         "summary": f"{SIMULATION}: {len(issues)} issue(s) on {len(hosts)} host(s); "
         f"{len(actions)} action(s) proposed, {len(manual)} manual issue(s).",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anthropic as sdk
@@ -355,3 +357,18 @@ def test_slow_and_disconnect(anthropic: AnthropicServer) -> None:
     with pytest.raises(httpx.TransportError):
         post(anthropic, ask())
     assert len(anthropic.received("POST", "/v1/messages")) == 2
+
+
+def test_a_request_held_across_a_reset_leaves_the_new_queue_alone(
+    anthropic: AnthropicServer,
+) -> None:
+    anthropic.slow(0.3)
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(post, anthropic, ask())
+        while not anthropic.received("POST", "/v1/messages"):  # arrived, now held
+            time.sleep(0.005)
+        anthropic.reset()
+        anthropic.enqueue(text_answer("for the next test"))
+        resp = held.result(timeout=5)
+    assert resp.status_code == 500 and "reset" in resp.json()["error"]["message"]
+    assert [a.content[0]["text"] for a in anthropic.pending()] == ["for the next test"]

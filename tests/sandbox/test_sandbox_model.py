@@ -254,3 +254,12 @@ def test_through_the_server_the_model_field_echoes_the_request(anthropic: Anthro
     assert block.type == "tool_use" and block.name == ANALYSIS_TOOL
     assert block.input["actions"][0]["parameters"] == {"unit": "nginx.service"}
     assert anthropic.message_bodies()[0]["tools"] == [ANALYSIS_TOOL_DEF]
+
+
+def test_malformed_entries_do_not_break_the_model() -> None:
+    odd = [5, {"host": "h", "check": "cpu", "labels": "x", "subject": None}]
+    request = analysis_request(odd, context="not an object")  # type: ignore[arg-type]
+    [block] = respond(request)
+    assert block["input"]["actions"] == []
+    assert [m["host"] for m in block["input"]["manual_issues"]] == ["h"]
+    assert "1 issue(s)" in block["input"]["summary"]
