@@ -32,6 +32,11 @@ Faults: the base `inject()`, plus helpers with Anthropic's bodies: `rate_limit`
 (429, `retry-after` / `retry-after-ms`), `overloaded` (529), `api_error` (500), `error`
 (any status and type), `slow` (delayed answer), `disconnect` (connection closed).
 
+`reset()` (also `POST /_control/reset`) forgets requests and faults, empties the queue
+and the cache, and restores the constructor's mode (`min_cacheable_tokens` stays). A
+request that arrived before a reset (held by `slow`) answers 500 without touching the
+new state, so a test's leftovers never consume the next test's answers.
+
 Control API (besides the base's /_control/requests, /reset and /faults):
     POST   /_control/answers   body: an `Answer` or a list of them; queued in order
     GET    /_control/answers   -> the pending answers

@@ -118,7 +118,7 @@ def malformed_json_answer(value: Any = None) -> Answer:
 
 
 def truncated(answer: Answer, tokens: int) -> Answer:
-    """The answer cut at `tokens` output tokens, whatever the request's max_tokens."""
+    """The answer cut at `tokens` output tokens (or at the request's max_tokens if lower)."""
     return answer.model_copy(update={"max_output_tokens": tokens})
 
 
