@@ -78,6 +78,8 @@ class SemaphoreServer(JobServer):
             pid: {t.id for t in templates} for pid, templates in projects.items()
         }
         self.projects = {pid: set(ids) for pid, ids in self._initial_projects.items()}
+        # Real lists embed each task's environment; turn off to exercise detail fetches.
+        self.list_includes_environment = True
         templates = [t for ts in projects.values() for t in ts]
         super().__init__(templates, extra_vars=extra_vars, inventory=inventory)
 
@@ -88,6 +90,7 @@ class SemaphoreServer(JobServer):
     def reset(self) -> None:
         super().reset()
         self.projects = {pid: set(ids) for pid, ids in self._initial_projects.items()}
+        self.list_includes_environment = True
 
     # --- routes ------------------------------------------------------------------------
     def setup_routes(self) -> None:
@@ -224,9 +227,11 @@ class SemaphoreServer(JobServer):
 
     def _listed(self, job: Job, pid: int) -> dict[str, Any]:
         """A TaskWithTpl: the task plus a few template fields."""
-        t = job.template
+        t, task = job.template, self._task_json(job, pid)
+        if not self.list_includes_environment:
+            del task["environment"]
         return {
-            **self._task_json(job, pid),
+            **task,
             "tpl_playbook": t.playbook or "scripted.yml",
             "tpl_alias": t.name,
             "tpl_type": "",
