@@ -181,8 +181,8 @@ class LokiServer(SandboxServer):
         return self._answer(req, start, end)
 
     def _instant(self, req: Request) -> Response:
-        # Loki 3 rejects log queries on the instant endpoint; the sandbox stays lenient
-        # (the brief asks for it) and serves the hour before `time`, `time` included.
+        # Loki 3 answers log queries here with a 400; the sandbox keeps the older, lenient
+        # behaviour and serves the hour before `time`, `time` included.
         at = parse_time("time", req.arg("time"), time.time_ns())
         return self._answer(req, at - 3600 * NS, at + 1)
 
