@@ -25,6 +25,9 @@ Analysis (`submit_analysis`)
     <issues>[{"fingerprint", "host", "check", "subject", "value", "threshold",
               "severity", "labels": {...}}, ...]</issues>
     <context>{"top_cpu": [{"host", "process", "value"}, ...]}</context>   (optional)
+  A grouped issue entry {"group": true, "hosts": [...], "fingerprint_pattern":
+  "<host>|check|subject", "check", "subject", "severity", ...} stands for one issue per
+  listed host, its fingerprint the pattern with `<host>` replaced by that host.
   Tool input: {"summary": str,
                "actions": [{"catalog_key", "host", "parameters", "risk", "reason",
                             "expected_outcome", "fingerprints": [str]}],
@@ -34,7 +37,7 @@ Analysis (`submit_analysis`)
     disk                        -> free_disk {"mountpoint": subject}       risk low
     cpu                         -> restart_process {"process": name}       risk medium
         name = labels["process"], else labels["groupname"], else the subject when it
-        is not a generic word ("", cpu, total, all, node, system), else the highest
+        is not a generic word ("", -, cpu, total, all, node, system), else the highest
         `value` entry of `<context>` top_cpu for that host; no name -> manual issue
     memory, io_pressure, host_down, any other check -> manual issue
   An action is proposed only when its catalog key is in `<catalog>`; otherwise the
@@ -70,7 +73,7 @@ ANALYSIS_TOOL = "submit_analysis"
 VERDICT_TOOL = "submit_verdict"
 RISKS = ("low", "medium", "high")
 FAILED_JOB_STATES = frozenset({"failed", "error", "canceled"})
-GENERIC_CPU_SUBJECTS = frozenset({"", "cpu", "total", "all", "node", "system"})
+GENERIC_CPU_SUBJECTS = frozenset({"", "-", "cpu", "total", "all", "node", "system"})
 
 Issue = dict[str, Any]
 Context = dict[str, Any]
@@ -243,7 +246,7 @@ def analyse(text: str) -> dict[str, Any]:
     ctx = context if isinstance(context, dict) else {}
     actions: dict[tuple[str, str, str], dict[str, Any]] = {}
     manual: list[dict[str, Any]] = []
-    issues = [i for i in issues if isinstance(i, dict)]
+    issues = [one for entry in issues if isinstance(entry, dict) for one in _expand(entry)]
     for issue in issues:
         rule = RULES.get(str(issue.get("check")), _UNKNOWN_CHECK)
         target = rule.target(issue, ctx) if rule.catalog_key else None
@@ -275,6 +278,17 @@ def analyse(text: str) -> dict[str, Any]:
     }
 
 
+def _expand(entry: Issue) -> list[Issue]:
+    """A grouped entry as one issue per listed host; any other entry as itself."""
+    if not (entry.get("group") and isinstance(entry.get("hosts"), list)):
+        return [entry]
+    pattern = str(entry.get("fingerprint_pattern") or "<host>")
+    return [
+        {**entry, "host": str(host), "fingerprint": pattern.replace("<host>", str(host))}
+        for host in entry["hosts"]
+    ]
+
+
 def _action(issue: Issue, rule: Rule, target: str, entry: dict[str, Any]) -> dict[str, Any]:
     floor = str(entry.get("min_risk") or "low")
     risk = max(rule.risk, floor, key=lambda r: RISKS.index(r) if r in RISKS else 0)
@@ -300,7 +314,7 @@ def _manual(issue: Issue, recommendation: str) -> dict[str, Any]:
 
 
 def _describe(issue: Issue) -> str:
-    subject = f" {issue['subject']}" if issue.get("subject") else ""
+    subject = f" {issue['subject']}" if issue.get("subject") not in (None, "", "-") else ""
     measured = ""
     if issue.get("value") is not None:
         measured = f": value {issue.get('value')} against threshold {issue.get('threshold')}"

@@ -124,7 +124,7 @@ def test_checks_without_a_job_are_manual(check: str) -> None:
         (issue("cpu", labels={"groupname": "java"}), None, "java"),
         (issue("cpu", subject="ffmpeg"), None, "ffmpeg"),
         (
-            issue("cpu", subject="cpu"),
+            issue("cpu", subject="-"),
             {"top_cpu": [{"host": "web1", "process": "small", "value": 3},
                          {"host": "web1", "process": "hog", "value": 97},
                          {"host": "web2", "process": "other", "value": 99}]},
@@ -263,3 +263,21 @@ def test_malformed_entries_do_not_break_the_model() -> None:
     assert block["input"]["actions"] == []
     assert [m["host"] for m in block["input"]["manual_issues"]] == ["h"]
     assert "1 issue(s)" in block["input"]["summary"]
+
+
+def test_grouped_issue_entries_stand_for_one_issue_per_host() -> None:
+    group = {
+        "group": True,
+        "check": "failed_unit",
+        "subject": "nginx.service",
+        "severity": "high",
+        "host_count": 2,
+        "hosts": ["web1", "web2"],
+        "fingerprint_pattern": "<host>|failed_unit|nginx.service",
+    }
+    result = analyse(group)  # type: ignore[arg-type]
+    assert [(a["host"], a["fingerprints"]) for a in result["actions"]] == [
+        ("web1", ["web1|failed_unit|nginx.service"]),
+        ("web2", ["web2|failed_unit|nginx.service"]),
+    ]
+    assert "2 issue(s) on 2 host(s)" in result["summary"]
