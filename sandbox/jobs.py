@@ -270,6 +270,11 @@ class PlaybookJob(Job):
         self._thread = threading.Thread(target=self._run, name=f"job-{self.id}", daemon=True)
         self._thread.start()
 
+    @property
+    def pid(self) -> int | None:
+        """ansible-playbook's pid, which is also its process group id; None until started."""
+        return None if self._proc is None else self._proc.pid
+
     def snapshot(self) -> tuple[str, datetime | None, datetime | None]:
         with self._lock:
             return self._phase, self._started, self._finished
