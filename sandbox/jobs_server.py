@@ -17,14 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.http import Fault, Request, Response, SandboxServer
-from sandbox.jobs import (
-    DEFAULT_INVENTORY,
-    PLAYBOOK_DIR,
-    Job,
-    JobTemplate,
-    PlaybookJob,
-    ScriptedJob,
-)
+from sandbox.jobs import DEFAULT_INVENTORY, PLAYBOOK_DIR, Job, JobTemplate, ScriptedJob
+from sandbox.jobs_ansible import PlaybookJob
 
 
 class JobEngine:

@@ -24,7 +24,8 @@ from core.wire import JobState, JobStatus
 from sandbox.awx import AwxServer
 from sandbox.fleet import Fleet
 from sandbox.fleet_state import HostState
-from sandbox.jobs import Phase, PlaybookJob
+from sandbox.jobs import Phase
+from sandbox.jobs_ansible import PlaybookJob
 from sandbox.semaphore import SemaphoreServer
 from tests.fixtures.jobs import (
     AWX_TOKEN,
