@@ -99,7 +99,7 @@ class AwxClient(JobRunnerClient):
             json={"limit": limit, "extra_vars": extra_vars},
         )
         body = self._body(resp, operation)
-        job_id = (body.get("job") or body.get("id")) if isinstance(body, dict) else None
+        job_id = body.get("job") or body.get("id")
         if job_id is None:
             raise self._fail(operation, f"the answer names no job: {str(body)[:200]}")
         ref = self.ref(job_id)

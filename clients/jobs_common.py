@@ -42,11 +42,15 @@ class JobRunnerClient(HttpClient):
             f"unknown {self.product} status {word!r}; known: {', '.join(sorted(self.states))}",
         )
 
-    def _body(self, resp: httpx.Response, operation: str) -> Any:
+    def _body(self, resp: httpx.Response, operation: str, expect: type = dict) -> Any:
+        """The JSON answer, which must be a JSON object (or `expect`, e.g. list)."""
         try:
-            return resp.json()
+            body = resp.json()
         except ValueError as exc:
             raise self._fail(operation, f"answer is not JSON: {resp.text[:200]!r}") from exc
+        if not isinstance(body, expect):
+            raise self._fail(operation, f"unexpected answer: {str(body)[:200]}")
+        return body
 
     async def _refuse(self, ref: JobRef, operation: str, why: str) -> NoReturn:
         """Cancel a job that must not run, then raise LaunchRefused saying why."""

@@ -106,7 +106,7 @@ class SemaphoreClient(JobRunnerClient):
             },
         )
         body = self._body(resp, operation)
-        if not isinstance(body, dict) or body.get("id") is None:
+        if body.get("id") is None:
             raise self._fail(operation, f"the answer names no task: {str(body)[:200]}")
         ref = self.ref(body["id"])
         if body.get("limit") not in (None, limit):
@@ -131,8 +131,8 @@ class SemaphoreClient(JobRunnerClient):
         """The task's output lines joined with newlines."""
         operation = f"output of task {job_id}"
         resp = await self._send("GET", f"{self._tasks}/{job_id}/output", operation)
-        lines = self._body(resp, operation)
-        return "".join(f"{line.get('output', '')}\n" for line in lines or [])
+        lines = self._body(resp, operation, list)
+        return "".join(f"{line.get('output', '')}\n" for line in lines)
 
     async def cancel(self, job_id: str) -> None:
         """Stop the task (Semaphore wants a JSON body, `{}` will do); a finished task is
@@ -153,7 +153,7 @@ class SemaphoreClient(JobRunnerClient):
         resp = await self._send(
             "GET", f"{self._tasks}/last", operation, params={"limit": _RECENT}
         )  # fmt: skip
-        tasks = self._body(resp, operation) or []
+        tasks = self._body(resp, operation, list)
         for task in tasks:  # newest first
             created = parse_time(task.get("created"))
             if task.get("template_id") != template_id or created is None or created < since:
@@ -168,10 +168,7 @@ class SemaphoreClient(JobRunnerClient):
         return None
 
     async def _task(self, job_id: str | int, operation: str) -> dict[str, Any]:
-        body = self._body(await self._send("GET", f"{self._tasks}/{job_id}", operation), operation)
-        if not isinstance(body, dict):
-            raise self._fail(operation, f"unexpected answer: {str(body)[:200]}")
-        return body
+        return self._body(await self._send("GET", f"{self._tasks}/{job_id}", operation), operation)
 
     async def _env(self, job_id: int) -> Any:
         return (await self._task(job_id, f"environment of task {job_id}")).get("environment")
