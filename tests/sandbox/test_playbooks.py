@@ -3,7 +3,7 @@ Semaphore servers, against the simulated fleet (and, end to end, a real Promethe
 
 Each Ansible run costs ~1-2.5 s, so every playbook runs once in the whole suite (half
 through AWX, half through Semaphore), plus one run with a missing variable, the two
-Prometheus end-to-end runs and two runs killed at their first task (cancel, stop).
+Prometheus end-to-end runs and three runs killed early (a refused launch, cancel, stop).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from clients.awx import AwxClient
+from clients.errors import LaunchRefused
 from clients.jobs_common import JobRunnerClient
 from clients.prometheus import PrometheusClient
 from clients.semaphore import SemaphoreClient
@@ -148,6 +149,23 @@ async def test_missing_variable_fails_the_job_with_a_clear_message(
 
     assert end.state == JobState.FAILED
     assert "restart_unit.yml needs the extra var 'unit'" in output
+    assert fleet_reset.actions == []
+
+
+async def test_refused_launch_is_canceled_before_it_touches_any_host(
+    fleet_reset: Fleet,
+    wired_jobs: tuple[AwxServer, SemaphoreServer],
+    runners: dict[str, JobRunnerClient],
+) -> None:
+    awx, _ = wired_jobs
+    no_prompt = TEMPLATE_IDS["no_prompt"]
+
+    with pytest.raises(LaunchRefused):
+        await runners["awx"].launch(no_prompt, limit="web-02", extra_vars={"unit": "x.service"})
+
+    [job] = awx.jobs(no_prompt)
+    assert job.wait(PLAYBOOK_TIMEOUT) == Phase.CANCELED
+    # Left alone, this job would have restarted nginx.service on all three hosts.
     assert fleet_reset.actions == []
 
 
