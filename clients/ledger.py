@@ -848,3 +848,197 @@ def _job(r: Any) -> JobRecord:
         finished_at=from_ts(r.finished_at),
         output_tail=r.output_tail,
     )
+
+    # --- jobs: at most one launch per action ---------------------------------------------
+    async def claim_launch(
+        self,
+        *,
+        action_id: str,
+        host: str,
+        runner: str,
+        template: str,
+        marker: str,
+        max_running: int,
+        now: datetime,
+    ) -> str:
+        """Write the launch intent before the launch request, if the host is free and the
+        global cap allows. Returns "claimed", "exists" (an intent or job is already
+        recorded for this action: never launch again), "host_busy" or "global_cap"."""
+        stale = to_ts(now - timedelta(hours=24))
+        async with self._tx("claim launch", write=True, lock="launches") as conn:
+            if (
+                await conn.execute(select(jobs.c.action_id).where(jobs.c.action_id == action_id))
+            ).first():
+                return "exists"
+            running = list(
+                await conn.execute(
+                    select(jobs.c.action_id, actions.c.host)
+                    .join(actions, actions.c.action_id == jobs.c.action_id)
+                    .where(jobs.c.finished_at.is_(None), jobs.c.intent_at > stale)
+                )
+            )
+            if any(r.host == host for r in running):
+                return "host_busy"
+            if len(running) >= max_running:
+                return "global_cap"
+            await conn.execute(
+                insert(jobs).values(
+                    action_id=action_id,
+                    runner=runner,
+                    template=template,
+                    marker=marker,
+                    intent_at=to_ts(now),
+                )
+            )
+            await conn.execute(
+                update(actions)
+                .where(actions.c.action_id == action_id)
+                .values(status=ActionStatus.LAUNCHING.value, updated_at=to_ts(now))
+            )
+            return "claimed"
+
+    async def record_job_launched(
+        self, action_id: str, *, job_id: str, job_url: str | None, now: datetime
+    ) -> None:
+        async with self._tx("record job id", write=True) as conn:
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.action_id == action_id)
+                .values(job_id=job_id, job_url=job_url, launched_at=to_ts(now), state="pending")
+            )
+            await conn.execute(
+                update(actions)
+                .where(actions.c.action_id == action_id)
+                .values(status=ActionStatus.RUNNING.value, updated_at=to_ts(now))
+            )
+
+    async def record_job_state(
+        self,
+        action_id: str,
+        *,
+        state: str,
+        now: datetime,
+        finished: bool = False,
+        output_tail: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"state": state}
+        if finished:
+            values["finished_at"] = to_ts(now)
+        if output_tail is not None:
+            values["output_tail"] = output_tail
+        async with self._tx("record job state", write=True) as conn:
+            await conn.execute(update(jobs).where(jobs.c.action_id == action_id).values(**values))
+
+    async def launch_count(self) -> int:
+        async with self._tx("count launches", write=False) as conn:
+            return (
+                await conn.execute(
+                    select(func.count()).select_from(jobs).where(jobs.c.job_id.is_not(None))
+                )
+            ).scalar_one()
+
+    # --- outcomes --------------------------------------------------------------------
+    async def record_attempt(
+        self,
+        *,
+        action_id: str,
+        fingerprints: Sequence[str],
+        host: str,
+        catalog_key: str,
+        outcome: str,
+        counts: bool,
+        explanation: str,
+        now: datetime,
+    ) -> None:
+        """One outcome per addressed issue (a retry of the same action records nothing new)."""
+        async with self._tx("record attempt", write=True) as conn:
+            known = set(
+                (
+                    await conn.execute(
+                        select(attempts.c.fingerprint).where(attempts.c.action_id == action_id)
+                    )
+                ).scalars()
+            )
+            for fp in fingerprints:
+                if fp in known:
+                    continue
+                await conn.execute(
+                    insert(attempts).values(
+                        action_id=action_id,
+                        fingerprint=fp,
+                        host=host,
+                        catalog_key=catalog_key,
+                        outcome=outcome,
+                        counts=counts,
+                        explanation=explanation[:2000],
+                        recorded_at=to_ts(now),
+                    )
+                )
+
+    async def record_relapses(
+        self, fingerprints: Iterable[str], *, window: timedelta, now: datetime
+    ) -> list[str]:
+        """Issues back within `window` of an `effective` verdict: each such return is
+        recorded as an ineffective attempt (a relapse). Returns the relapsed ones."""
+        relapsed = []
+        async with self._tx("record relapses", write=True) as conn:
+            for fp in fingerprints:
+                last = (
+                    await conn.execute(
+                        select(attempts)
+                        .where(attempts.c.fingerprint == fp)
+                        .order_by(attempts.c.recorded_at.desc())
+                        .limit(1)
+                    )
+                ).first()
+                if (
+                    last is None
+                    or last.outcome != "effective"
+                    or to_ts(now) - last.recorded_at > window.total_seconds()
+                ):
+                    continue
+                await conn.execute(
+                    insert(attempts).values(
+                        action_id=f"{last.action_id}:relapse",
+                        fingerprint=fp,
+                        host=last.host,
+                        catalog_key=last.catalog_key,
+                        outcome="relapse",
+                        counts=True,
+                        explanation="the issue returned after an effective verdict",
+                        recorded_at=to_ts(now),
+                    )
+                )
+                relapsed.append(fp)
+        return relapsed
+
+    async def claim_cycle_summary(self, cycle_id: str, *, now: datetime) -> bool:
+        """True exactly once, for the caller that finds every action of the cycle ended."""
+        terminal = [s.value for s in ActionStatus if s.terminal]
+        async with self._tx("claim cycle summary", write=True, lock="cycle-summary") as conn:
+            row = (await conn.execute(select(cycles).where(cycles.c.cycle_id == cycle_id))).first()
+            if row is None or row.summary_posted_at is not None or row.finished_at is None:
+                return False
+            statuses = list(
+                (
+                    await conn.execute(
+                        select(actions.c.status).where(actions.c.cycle_id == cycle_id)
+                    )
+                ).scalars()
+            )
+            if not statuses or any(s not in terminal for s in statuses):
+                return False
+            await conn.execute(
+                update(cycles)
+                .where(cycles.c.cycle_id == cycle_id)
+                .values(summary_posted_at=to_ts(now))
+            )
+            return True
+
+    async def cycle_flow_run(self, cycle_id: str) -> str | None:
+        async with self._tx("read cycle", write=False) as conn:
+            return (
+                await conn.execute(
+                    select(cycles.c.flow_run_id).where(cycles.c.cycle_id == cycle_id)
+                )
+            ).scalar()

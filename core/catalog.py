@@ -37,6 +37,9 @@ class ParamSpec(Frozen):
     from_subject: bool = Field(
         default=False, description="The value must be the subject of an addressed issue."
     )
+    equals_host: bool = Field(
+        default=False, description="The value must repeat the target host's name."
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -152,7 +155,7 @@ class CatalogEntry(Frozen):
             "additionalProperties": False,
         }
 
-    def validate_parameters(self, params: Any, subjects: set[str]) -> list[str]:
+    def validate_parameters(self, params: Any, subjects: set[str], host: str) -> list[str]:
         """Every reason the parameters are invalid (empty when they are fine)."""
         if not isinstance(params, dict):
             return ["parameters must be an object"]
@@ -165,6 +168,8 @@ class CatalogEntry(Frozen):
             reason = spec.check(name, params[name])
             if reason is None and spec.from_subject and params[name] not in subjects:
                 reason = f"{name} must name the subject of an addressed issue"
+            if reason is None and spec.equals_host and params[name] != host:
+                reason = f"{name} must repeat the target host's name"
             if reason:
                 problems.append(reason)
         return problems
@@ -237,14 +242,30 @@ DEFAULT_CATALOG: tuple[CatalogEntry, ...] = (
         addresses=[CheckName.CPU, CheckName.MEMORY, CheckName.IO_PRESSURE, CheckName.FAILED_UNIT],
     ),
     CatalogEntry(
-        key="failover_database",
+        key="fence_database",
         runner=Runner.AWX,
         template_id=15,
-        description="Fail the host's database over to its replica (infrastructure change).",
+        description="Fence the host's database primary so its standby takes over: kill the "
+        "database process and reboot the host (infrastructure change, data "
+        "written since the last replication may be lost).",
+        parameters={
+            "process": PROCESS,
+            "confirm_host": ParamSpec(
+                description="the target host's name, repeated",
+                pattern=r"[A-Za-z0-9._-]{1,255}",
+                equals_host=True,
+            ),
+        },
         min_risk=Risk.HIGH,
         max_job_seconds=1800,
         deadline_default_may_run=False,
-        addresses=[CheckName.FAILED_UNIT, CheckName.DISK, CheckName.IO_PRESSURE],
+        addresses=[
+            CheckName.FAILED_UNIT,
+            CheckName.DISK,
+            CheckName.IO_PRESSURE,
+            CheckName.MEMORY,
+            CheckName.CPU,
+        ],
         targets=TargetScope(host_regex=r"db-.*"),
     ),
 )

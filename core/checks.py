@@ -161,7 +161,7 @@ class DetectionSettings(Frozen):
         return None
 
 
-def _base_queries(s: DetectionSettings) -> dict[str, str]:
+def base_queries(s: DetectionSettings) -> dict[str, str]:
     h, rate = s.host_label, s.rate_window
     fs = f'fstype!~"{s.pseudo_fstypes}"'
     units = "|".join(re.escape(u) for u in s.critical_units) or "^$"
@@ -205,7 +205,7 @@ def build_queries(s: DetectionSettings) -> dict[str, str]:
     `host_down` returns every target's `up` (not only the down ones): the set of hosts
     that are up is what lets a later cycle clear an episode.
     """
-    base = _base_queries(s)
+    base = base_queries(s)
     out: dict[str, str] = {}
     for check in CheckName:
         rule = s.rule(check)

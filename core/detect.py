@@ -11,7 +11,7 @@ from core.checks import CONTEXT_CHECKS, SUBJECT_LABEL, UNITS, DetectionSettings,
 from core.models import CheckName, Frozen, Issue
 from core.wire import Sample
 
-_COMPARE = {
+COMPARE = {
     ">": lambda v, t: v > t,
     ">=": lambda v, t: v >= t,
     "<": lambda v, t: v < t,
@@ -106,7 +106,7 @@ def _issues_from(
     now: datetime,
 ) -> list[Issue]:
     issues = []
-    compare = _COMPARE[rule.operator]
+    compare = COMPARE[rule.operator]
     for s in samples:
         host = host_name(s.labels, settings)
         if host is None:

@@ -72,23 +72,28 @@ def log_queries(issues: Iterable[Issue], settings: LogSettings) -> list[LogQuery
     out = []
     for host in sorted(units_by_host):
         units = tuple(sorted(units_by_host[host]))
-        regex = "|".join(re.escape(u) for u in units)
-        matchers = [
-            f'{settings.host_label}="{_quote(host)}"',
-            f'{settings.unit_label}=~"{_quote(regex)}"',
-        ]
-        if settings.extra_selector.strip():
-            matchers.append(settings.extra_selector.strip())
         out.append(
             LogQuery(
                 host=host,
                 units=units,
-                logql="{" + ", ".join(matchers) + "}",
+                logql=selector(host, units, settings),
                 # `limit` counts across streams: leave room for several streams per unit.
                 limit=min(5000, settings.per_stream * len(units) * 5),
             )
         )
     return out
+
+
+def selector(host: str, units: Iterable[str], settings: LogSettings) -> str:
+    """The LogQL stream selector of a host (and, if given, some of its units)."""
+    matchers = [f'{settings.host_label}="{_quote(host)}"']
+    units = list(units)
+    if units:
+        regex = "|".join(re.escape(u) for u in units)
+        matchers.append(f'{settings.unit_label}=~"{_quote(regex)}"')
+    if settings.extra_selector.strip():
+        matchers.append(settings.extra_selector.strip())
+    return "{" + ", ".join(matchers) + "}"
 
 
 def _label_text(labels: dict[str, str]) -> str:

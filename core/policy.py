@@ -129,7 +129,12 @@ class Policy(Frozen):
     )
     max_actions_per_cycle: int = Field(default=10, ge=0)
     max_actions_per_host: int = Field(default=2, ge=1)
-    max_pending_approvals: int = Field(default=10, ge=0)
+    max_pending_approvals: int = Field(
+        default=10,
+        ge=0,
+        description="Actions that may await approval at once (each is a live process of ~100 MB).",
+    )
+    max_running_jobs: int = Field(default=5, ge=1, description="Remediation jobs at once.")
     prompt_token_budget: int = Field(default=24_000, ge=2_000)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
 

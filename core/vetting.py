@@ -144,7 +144,9 @@ def _check_one(
         labels.update(i.labels)
     if not entry.targets.allows(action.host, labels):
         return f"host {action.host!r} is outside the target scope of {entry.key!r}", []
-    problems = entry.validate_parameters(action.parameters, {i.subject for i in addressed})
+    problems = entry.validate_parameters(
+        action.parameters, {i.subject for i in addressed}, action.host
+    )
     if problems:
         return "invalid parameters: " + "; ".join(problems), []
     blocked = _attempt_block([i.fingerprint for i in addressed], history, policy, now)

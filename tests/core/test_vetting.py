@@ -47,7 +47,9 @@ def test_injection_answer_is_rejected_item_by_item() -> None:
         action("restart_unit", host="web-02", unit="nginx.service; rm -rf /"),  # shell
         action("restart_unit", host="web-02", unit="sshd.service"),  # not the failed unit
         action("free_disk", host="db-01", mountpoint="/var", extra="x"),  # unknown param
-        action("failover_database", host="web-02", risk="low") | {"parameters": {}},
+        action(
+            "fence_database", host="web-02", risk="low", process="postgres", confirm_host="web-02"
+        ),
     ]
     v = vet(malicious)
     assert [(p.catalog_key, p.host, p.risk) for p in v.approved] == [
@@ -73,8 +75,14 @@ def test_lowered_risk_is_raised_to_catalog_floor() -> None:
 
 
 def test_target_scope_and_protected_hosts() -> None:
-    failover = action("failover_database", host="db-01", risk="high") | {"parameters": {}}
+    failover = action(
+        "fence_database", host="db-01", risk="high", process="postgres", confirm_host="db-01"
+    )
     assert vet([failover]).approved  # db-* is in scope
+    wrong = action(
+        "fence_database", host="db-01", risk="high", process="postgres", confirm_host="db-02"
+    )
+    assert "repeat the target host" in vet([wrong]).rejected[0].reason
     protected = Policy(protected_hosts=["db-01"])
     assert (
         vet([failover], policy=protected).rejected[0].reason.endswith("protected from every action")
