@@ -309,6 +309,24 @@ class Ledger:
             )
             return result.rowcount
 
+    async def release_claims(self, fingerprints: Iterable[str], *, cycle_id: str) -> int:
+        """Drop this cycle's claim on issues it did not manage to report, so the next
+        cycle reports them again at once."""
+        fps = list(fingerprints)
+        if not fps:
+            return 0
+        async with self._tx("release claims", write=True, lock="episodes") as conn:
+            result = await conn.execute(
+                update(issue_episodes)
+                .where(
+                    issue_episodes.c.fingerprint.in_(fps),
+                    issue_episodes.c.closed_at.is_(None),
+                    issue_episodes.c.claimed_by == cycle_id,
+                )
+                .values(claimed_by=None, claimed_at=None)
+            )
+            return result.rowcount
+
     async def close_cleared(
         self,
         current: set[str],

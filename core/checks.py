@@ -161,10 +161,15 @@ class DetectionSettings(Frozen):
         return None
 
 
+def promql_string(text: str) -> str:
+    """`text` as the inside of a PromQL double-quoted string (regexes need `\\.`)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def base_queries(s: DetectionSettings) -> dict[str, str]:
     h, rate = s.host_label, s.rate_window
-    fs = f'fstype!~"{s.pseudo_fstypes}"'
-    units = "|".join(re.escape(u) for u in s.critical_units) or "^$"
+    fs = f'fstype!~"{promql_string(s.pseudo_fstypes)}"'
+    units = promql_string("|".join(re.escape(u) for u in s.critical_units) or "^$")
     base = {
         "cpu": f'100 - avg by ({h}) (rate(node_cpu_seconds_total{{mode="idle"}}[{rate}])) * 100',
         "memory": "node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes * 100",

@@ -312,6 +312,12 @@ class _Cycle:
     async def finish(self) -> CycleReport:
         self.update(finished_at=datetime.now(UTC), notices=self.notices, stage_seconds=self.timings)
         r = self.report
+        unreported = set(r.new_issues) - set(r.reported)
+        if unreported:
+            try:
+                await self.conns.ledger.release_claims(unreported, cycle_id=self.cycle_id)
+            except UpstreamError as exc:
+                self.log.error("could not release claims: %s", exc)
         await acreate_markdown_artifact(
             key="remediation-cycle-report",
             markdown=cycle_markdown(r),

@@ -24,4 +24,5 @@ pytest_plugins = [
     "tests.fixtures.loki_discord",
     "tests.fixtures.anthropic",
     "tests.fixtures.jobs",
+    "tests.fixtures.stack",
 ]

@@ -25,7 +25,7 @@ async def main(url: str, cycle_id: str, start_at: float, fps: list[str]) -> None
         host, check, subject = fp.split("|")
         issues.append(Issue(host=host, check=CheckName(check), subject=subject,
                             severity=Severity.CRITICAL, observed_at=datetime.now(UTC)))
-    time.sleep(max(0.0, start_at - time.time()))
+    await asyncio.sleep(max(0.0, start_at - time.time()))
     new = []
     for issue in issues:  # one transaction per issue maximises interleaving
         decision = await ledger.claim_issues([issue], cycle_id=cycle_id,

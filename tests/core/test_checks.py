@@ -27,7 +27,8 @@ def test_default_queries_cover_eight_checks_and_host_down() -> None:
     assert q["memory"].endswith(") < 10")
     assert 'fstype!~"tmpfs|' in q["disk"] and q["disk"].endswith(") > 90")
     assert q["failed_unit"] == '(node_systemd_unit_state{state="failed"}) == 1'
-    assert 'name=~"ssh\\.service|fail2ban\\.service|nginx\\.service"' in q["inactive_unit"]
+    assert r'name=~"ssh\\.service|fail2ban\\.service|nginx\\.service"' in q["inactive_unit"]
+    assert r'fuse\\..*' in q["disk"]
     assert q["host_down"] == "up"
     assert q["top_cpu"].startswith("topk(5, sum by (instance, groupname)")
 
