@@ -751,6 +751,23 @@ class Ledger:
             for r in rows
         ]
 
+    async def votes(self, action_id: str) -> list[Vote]:
+        async with self._tx("read votes", write=False) as conn:
+            rows = await conn.execute(
+                select(votes).where(votes.c.action_id == action_id).order_by(votes.c.id)
+            )
+            return [
+                Vote(
+                    action_id=r.action_id,
+                    user_id=r.user_id,
+                    username=r.username,
+                    emoji=r.emoji,
+                    first_seen_at=from_ts(r.first_seen_at),
+                    removed_at=from_ts(r.removed_at),
+                )
+                for r in rows
+            ]
+
     async def record_decision_intent(self, decision: Decision) -> Decision:
         """Record the decision about to be applied; the first one recorded wins and is
         returned (so two listeners, or a listener restart, never apply two)."""
@@ -823,49 +840,6 @@ class Ledger:
                     decisions.c.action_id == action_id, decisions.c.applied_at.is_(None)
                 )
             )
-
-
-def _request(r: Any) -> ApprovalRequest:
-    return ApprovalRequest(
-        action_id=r.action_id,
-        channel_id=r.channel_id,
-        message_id=r.message_id,
-        flow_run_id=r.flow_run_id,
-        risk=Risk(r.risk),
-        deadline=from_ts(r.deadline),
-        policy_hash=r.policy_hash,
-        requested_at=from_ts(r.requested_at),
-        reminder_sent_at=from_ts(r.reminder_sent_at),
-        pause_key=r.pause_key,
-    )
-
-
-def _decision(r: Any) -> Decision:
-    return Decision(
-        action_id=r.action_id,
-        decision=r.decision,
-        decider=r.decider,
-        via=r.via,
-        comment=r.comment,
-        intended_at=from_ts(r.intended_at),
-        applied_at=from_ts(r.applied_at),
-    )
-
-
-def _job(r: Any) -> JobRecord:
-    return JobRecord(
-        action_id=r.action_id,
-        runner=r.runner,
-        template=r.template,
-        marker=r.marker,
-        intent_at=from_ts(r.intent_at),
-        job_id=r.job_id,
-        job_url=r.job_url,
-        launched_at=from_ts(r.launched_at),
-        state=r.state,
-        finished_at=from_ts(r.finished_at),
-        output_tail=r.output_tail,
-    )
 
     # --- jobs: at most one launch per action ---------------------------------------------
     async def claim_launch(
@@ -1060,3 +1034,46 @@ def _job(r: Any) -> JobRecord:
                     select(cycles.c.flow_run_id).where(cycles.c.cycle_id == cycle_id)
                 )
             ).scalar()
+
+
+def _request(r: Any) -> ApprovalRequest:
+    return ApprovalRequest(
+        action_id=r.action_id,
+        channel_id=r.channel_id,
+        message_id=r.message_id,
+        flow_run_id=r.flow_run_id,
+        risk=Risk(r.risk),
+        deadline=from_ts(r.deadline),
+        policy_hash=r.policy_hash,
+        requested_at=from_ts(r.requested_at),
+        reminder_sent_at=from_ts(r.reminder_sent_at),
+        pause_key=r.pause_key,
+    )
+
+
+def _decision(r: Any) -> Decision:
+    return Decision(
+        action_id=r.action_id,
+        decision=r.decision,
+        decider=r.decider,
+        via=r.via,
+        comment=r.comment,
+        intended_at=from_ts(r.intended_at),
+        applied_at=from_ts(r.applied_at),
+    )
+
+
+def _job(r: Any) -> JobRecord:
+    return JobRecord(
+        action_id=r.action_id,
+        runner=r.runner,
+        template=r.template,
+        marker=r.marker,
+        intent_at=from_ts(r.intent_at),
+        job_id=r.job_id,
+        job_url=r.job_url,
+        launched_at=from_ts(r.launched_at),
+        state=r.state,
+        finished_at=from_ts(r.finished_at),
+        output_tail=r.output_tail,
+    )
