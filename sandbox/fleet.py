@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -238,6 +239,15 @@ class Fleet(SandboxServer):
         super().start(port, host)
         assert self._httpd is not None
         self._httpd.socket.listen(_LISTEN_BACKLOG)  # Linux applies a new backlog in place
+        # Prometheus drops its keep-alive connections when it stops; socketserver would
+        # print a traceback per connection for that. Anything else is still reported.
+        report = self._httpd.handle_error
+
+        def handle_error(request: Any, client_address: Any) -> None:
+            if not isinstance(sys.exc_info()[1], ConnectionError):
+                report(request, client_address)
+
+        self._httpd.handle_error = handle_error  # type: ignore[method-assign]
         return self
 
     # --- HTTP ------------------------------------------------------------------------
