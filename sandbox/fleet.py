@@ -24,7 +24,6 @@ bound); `scrapes[host]` counts them instead. Faults injected for `/metrics` stil
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import threading
 import time
@@ -34,16 +33,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import yaml
 from pydantic import ValidationError
 
-from sandbox.fleet_actions import ActionError, Outcome, run_action, unit_journal
+from sandbox.fleet_actions import ActionError, Outcome, run_action
+from sandbox.fleet_journal import JournalEntry, LokiPusher, unit_journal
 from sandbox.fleet_metrics import Frame, HostSim
 from sandbox.fleet_state import ActionRecord, ActionResult, HostState
 from sandbox.http import Request, Response, SandboxServer
-
-log = logging.getLogger(__name__)
 
 EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what node_exporter 1.5 sends
 _LISTEN_BACKLOG = 4096  # the stdlib default of 5 drops connections when 1,000 targets start
@@ -89,14 +86,20 @@ class Fleet(SandboxServer):
         self._change_lock = threading.Lock()
         self.actions: list[ActionRecord] = []
         self.scrapes: dict[str, int] = dict.fromkeys(self._sims, 0)
-        # Journal lines go to Loki only when a URL is set; it may be set after start.
-        self.loki_url = loki_url
-        self.loki_host_label = loki_host_label
-        self.loki_unit_label = loki_unit_label
-        self.loki_labels = dict({"job": "systemd-journal"} if loki_labels is None else loki_labels)
-        self._loki_http: httpx.Client | None = None
+        self.loki = LokiPusher(
+            loki_url, host_label=loki_host_label, unit_label=loki_unit_label, labels=loki_labels
+        )
 
     # --- Python API ----------------------------------------------------------------
+    @property
+    def loki_url(self) -> str | None:
+        """Where journal lines go; None (the default) sends nothing. Settable at any time."""
+        return self.loki.url
+
+    @loki_url.setter
+    def loki_url(self, url: str | None) -> None:
+        self.loki.url = url
+
     @property
     def hosts(self) -> list[str]:
         return list(self._sims)
@@ -185,10 +188,10 @@ class Fleet(SandboxServer):
         new: Mapping[str, HostState],
         restarted: Mapping[str, frozenset[str]],
         at: float | None,
-    ) -> list[tuple[str, str, list[str]]]:
+    ) -> list[JournalEntry]:
         """Switch hosts to new states (caller holds the lock); answers journal pushes."""
         now = self.clock() if at is None else at
-        pushes = []
+        pushes: list[JournalEntry] = []
         for host, state in new.items():
             sim = self._sims[host]
             old = sim.state
@@ -205,35 +208,11 @@ class Fleet(SandboxServer):
                     pushes.append((host, unit, lines))
         return pushes
 
-    def _push(self, pushes: list[tuple[str, str, list[str]]]) -> None:
-        """POST lines in Loki's JSON push format; a failure is logged, never raised."""
-        url = self.loki_url
-        if not url or not pushes:
-            return
-        base = time.time_ns()
-        streams, n = [], 0
-        for host, unit, lines in pushes:
-            labels = {**self.loki_labels, self.loki_host_label: host, self.loki_unit_label: unit}
-            values = []
-            for line in lines:
-                values.append([str(base + n * 1000), line])  # distinct, ordered timestamps
-                n += 1
-            streams.append({"stream": labels, "values": values})
-        try:
-            if self._loki_http is None:
-                self._loki_http = httpx.Client(timeout=2.0)
-            resp = self._loki_http.post(
-                f"{url.rstrip('/')}/loki/api/v1/push", json={"streams": streams}
-            )
-            if resp.status_code >= 300:
-                log.warning("Loki push answered HTTP %s: %s", resp.status_code, resp.text[:200])
-        except httpx.HTTPError as exc:
-            log.warning("Loki push to %s failed: %s", url, exc)
+    def _push(self, pushes: list[JournalEntry]) -> None:
+        self.loki.push(pushes)
 
     def on_stop(self) -> None:
-        if self._loki_http is not None:
-            self._loki_http.close()
-            self._loki_http = None
+        self.loki.close()
 
     def start(self, port: int = 0, host: str = "127.0.0.1") -> Fleet:
         super().start(port, host)

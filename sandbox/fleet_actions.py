@@ -167,36 +167,3 @@ def run_action(state: HostState, action: str, params: Mapping[str, Any] | None) 
     except (ValidationError, TypeError, ValueError) as exc:
         raise ActionError(f"bad parameters for {action}: {exc}") from exc
     return func(state, parsed)
-
-
-# --- journal lines --------------------------------------------------------------------
-def _failed(unit: str) -> list[str]:
-    return [
-        f"{unit}: Main process exited, code=exited, status=1/FAILURE",
-        f"{unit}: Failed with result 'exit-code'.",
-    ]
-
-
-def _stopped(unit: str) -> list[str]:
-    return [f"Stopping {unit}...", f"{unit}: Deactivated successfully.", f"Stopped {unit}."]
-
-
-def unit_journal(unit: str, old: str | None, new: str | None, restarted: bool) -> list[str]:
-    """Journal lines systemd would write for `unit` going from `old` to `new` state."""
-    if new is None:
-        return []
-    if restarted:
-        lines = _stopped(unit) if old == "active" else []
-        lines.append(f"Starting {unit}...")
-        if new == "active":
-            return [*lines, f"Started {unit}."]
-        return [*lines, *_failed(unit), f"Failed to start {unit}."]
-    if old == new:
-        return []
-    return {
-        "failed": _failed(unit),
-        "inactive": _stopped(unit),
-        "active": [f"Started {unit}."],
-        "activating": [f"Starting {unit}..."],
-        "deactivating": [f"Stopping {unit}..."],
-    }[new]

@@ -44,70 +44,32 @@ import yaml
 from sandbox.fleet import Fleet
 from sandbox.fleet_state import HostState
 from sandbox.prometheus_backfill import Segment, backfill_blocks
+from sandbox.prometheus_config import (
+    JOB,
+    PrometheusNotInstalled,
+    duration,
+    find_binary,
+    scrape_config,
+)
 
-JOB = "node"
-
-
-class PrometheusNotInstalled(RuntimeError):
-    """The `prometheus` (or `promtool`) binary is not on PATH."""
+__all__ = [
+    "JOB",
+    "PrometheusNotInstalled",
+    "PrometheusServer",
+    "PrometheusStartError",
+    "find_binary",
+    "scrape_config",
+]
 
 
 class PrometheusStartError(RuntimeError):
     """Prometheus exited or did not become ready in time; carries its log tail."""
 
 
-def find_binary(name: str = "prometheus") -> str:
-    """Absolute path of a Prometheus binary, or a clear error saying how to get it."""
-    path = shutil.which(name)
-    if path is None:
-        raise PrometheusNotInstalled(
-            f"`{name}` not found on PATH; install Debian's package: apt-get install prometheus"
-        )
-    return path
-
-
-def _duration(seconds: float) -> str:
-    return f"{max(1, round(seconds * 1000))}ms"
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def scrape_config(
-    targets: Sequence[str],
-    exporter: str,
-    *,
-    scrape_interval: float = 1.0,
-    scrape_timeout: float | None = None,
-    job: str = JOB,
-) -> dict[str, Any]:
-    """A Prometheus config scraping `exporter` (host:port) once per target host."""
-    timeout = min(scrape_interval, scrape_timeout or 10.0)
-    config: dict[str, Any] = {
-        "global": {
-            "scrape_interval": _duration(scrape_interval),
-            "scrape_timeout": _duration(timeout),
-            "evaluation_interval": _duration(max(scrape_interval, 1.0)),
-        },
-        "scrape_configs": [],
-    }
-    if targets:
-        config["scrape_configs"].append(
-            {
-                "job_name": job,
-                "metrics_path": "/metrics",
-                "static_configs": [{"targets": list(targets)}],
-                "relabel_configs": [
-                    {"source_labels": ["__address__"], "target_label": "__param_target"},
-                    {"source_labels": ["__address__"], "target_label": "instance"},
-                    {"target_label": "__address__", "replacement": exporter},
-                ],
-            }
-        )
-    return config
 
 
 class PrometheusServer:
@@ -278,7 +240,7 @@ class PrometheusServer:
             "--log.level=warn",
         ]
         if self.lookback_delta is not None:
-            args.append(f"--query.lookback-delta={_duration(self.lookback_delta)}")
+            args.append(f"--query.lookback-delta={duration(self.lookback_delta)}")
         log = (self.workdir / "prometheus.log").open("ab")
         launched = time.time()
         self._proc = subprocess.Popen(

@@ -37,6 +37,7 @@ from typing import IO, Any
 from sandbox.fleet import Fleet, host_names
 from sandbox.fleet_metrics import Family, Frame
 from sandbox.fleet_state import HostState
+from sandbox.prometheus_config import find_binary
 
 # (duration in seconds, {host: merge patch}) applied at the segment's start.
 Segment = tuple[float, Mapping[str, Mapping[str, Any]]]
@@ -156,10 +157,7 @@ def _write_host(spool: _Spool, up: IO[str], tail: str, timeline: list[tuple[floa
 
 
 def _promtool(promtool: str | None) -> str:
-    binary = promtool or shutil.which("promtool")
-    if binary is None:
-        raise RuntimeError("`promtool` not found on PATH; install Debian's `prometheus` package")
-    return binary
+    return promtool or find_binary("promtool")
 
 
 def _create_blocks_cmd(binary: str, openmetrics: Path, data_dir: Path) -> list[str]:

@@ -504,17 +504,20 @@ async def test_every_action_changes_what_prometheus_sees(
     await converge(c, f"{DISK} > 90", lambda s: s == [])
     miner = 'namedprocess_namegroup_memory_bytes{groupname="miner"}'
     await converge(c, miner, lambda s: s == [])
-    hungry = (
-        "sum by(instance, groupname)(irate(namedprocess_namegroup_cpu_seconds_total[5s])) > 0.1"
-    )
-    await converge(c, hungry, lambda s: s == [])
+    # java only: a killed group's last samples stay in a range window until it slides by.
+    java = 'irate(namedprocess_namegroup_cpu_seconds_total{groupname="java"}[5s])'
+    await converge(c, f"sum by(instance)({java}) > 0.1", lambda s: s == [])
     expected_cpu = 90 - (1.2 - 0.01 + 0.4) * 100 / 2
     await converge(c, CPU, near({"web-01": expected_cpu, "web-02": 10, "db-01": 10}, 0.5))
 
 
 @pytest.mark.slow
 def test_thousand_host_fleet_is_fully_scraped() -> None:
-    with Fleet(1000) as fleet, PrometheusServer(fleet, scrape_interval=5.0) as prom:
-        assert prom.query_value("count(up == 1)") == 1000
-        assert prom.query_value('count(node_systemd_unit_state{state="active"} == 1)') == 3000
-        assert min(fleet.scrapes.values()) >= 1
+    # 2 s keeps this short; 1,000 hosts cost ~0.3 core at 2 s (5 s for long runs).
+    with Fleet(1000) as fleet:
+        fleet.patch("host-0500", {"units": {"nginx.service": {"state": "failed"}}})
+        with PrometheusServer(fleet, scrape_interval=2.0) as prom:
+            assert prom.query_value("count(up == 1)") == 1000
+            [failed] = prom.query('node_systemd_unit_state{state="failed"} == 1')
+            assert failed["metric"]["instance"] == "host-0500"
+            assert min(fleet.scrapes.values()) >= 1
