@@ -143,6 +143,7 @@ class PrometheusServer:
         defaults: HostState | None = None,
         step: float = 15.0,
         end: float | None = None,
+        shard_hosts: int | None = None,
     ) -> Fleet:
         """Write history into the data dir before `start()`; see `backfill_blocks`.
 
@@ -161,6 +162,7 @@ class PrometheusServer:
             end=end,
             job=self.job,
             workdir=self.workdir,
+            shard_hosts=shard_hosts,
         )
         self.backfilled_until = end
         return fleet

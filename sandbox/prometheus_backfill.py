@@ -24,6 +24,7 @@ to its own spool file while hosts stream through, so memory stays per host.
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import shutil
 import subprocess
@@ -187,22 +188,24 @@ def backfill_blocks(
     end: float | None = None,
     job: str = "node",
     workdir: Path | None = None,
-    shard_hosts: int = 1000,
+    shard_hosts: int | None = None,
     parallel: int | None = None,
 ) -> Fleet:
     """Write `segments` as TSDB blocks into `data_dir` (before Prometheus starts there).
 
     promtool parses ~0.3 M samples/s on one core and dominates the cost, so hosts go in
-    shards of `shard_hosts`: Python writes shard k+1 while promtool (up to `parallel` at
-    once, default one per CPU) turns shard k into blocks. The shards' blocks overlap in
+    shards of `shard_hosts` (default: about four shards per CPU, at least 250 hosts):
+    Python writes shard k+1 while promtool (up to `parallel` at once, default one per
+    CPU) turns shard k into blocks. The shards' blocks overlap in
     time, which Prometheus >= 2.39 accepts (and compacts in the background).
     Answers the (unstarted) fleet in its final state.
     """
     binary = _promtool(None)
     history = simulate(segments, hosts=hosts, defaults=defaults, step=step, end=end)
     names = history.fleet.hosts
-    shards = [names[i : i + shard_hosts] for i in range(0, len(names), shard_hosts)]
     limit = max(1, parallel or os.cpu_count() or 1)
+    size = shard_hosts or max(250, math.ceil(len(names) / (4 * limit)))
+    shards = [names[i : i + size] for i in range(0, len(names), size)]
     running: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def finish(proc: subprocess.Popen[bytes], path: Path) -> None:

@@ -221,15 +221,20 @@ def test_load_scenario_json_and_yaml(tmp_path: Path) -> None:
     assert fleet.state("web-01").units["ssh.service"].state == "inactive"
 
 
-def test_reset_restores_defaults_and_keeps_counters(served: Fleet) -> None:
-    served.patch("web-01", {"cpu_busy_pct": 99, "units": {"ssh.service": None}})
-    served.act("web-01", "reboot")
-    before = value(served.metrics("web-01"), "node_cpu_seconds_total", cpu="0", mode="user")
-    assert httpx.post(f"{served.url}/_control/reset").status_code == 204
-    assert served.state("web-01") == HostState()
-    assert served.actions == []
-    after = value(served.metrics("web-01"), "node_cpu_seconds_total", cpu="0", mode="user")
-    assert after >= before
+def test_reset_restores_defaults_and_keeps_counters() -> None:
+    clock = Clock()
+    with Fleet(["web-01"], clock=clock) as fleet:
+        initial = value(fleet.metrics("web-01"), "node_cpu_seconds_total", cpu="0", mode="user")
+        fleet.patch("web-01", {"cpu_busy_pct": 99, "units": {"ssh.service": None}})
+        fleet.act("web-01", "reboot")
+        clock.now += 100
+        before = value(fleet.metrics("web-01"), "node_cpu_seconds_total", cpu="0", mode="user")
+        assert httpx.post(f"{fleet.url}/_control/reset").status_code == 204
+        assert fleet.state("web-01") == HostState()
+        assert fleet.actions == []
+        # Same instant, same value: the reset changed the rates, not the counters.
+        after = value(fleet.metrics("web-01"), "node_cpu_seconds_total", cpu="0", mode="user")
+        assert after == pytest.approx(before) and before > initial + 60
 
 
 # --- remediation actions ----------------------------------------------------------------

@@ -101,7 +101,8 @@ def test_openmetrics_history_shape() -> None:
 
 async def test_backfill_gives_history_at_once() -> None:
     prom = PrometheusServer()
-    prom.backfill(SEGMENTS, hosts=HOSTS, step=1.0)
+    # One host per shard: three promtool runs whose blocks overlap in time.
+    prom.backfill(SEGMENTS, hosts=HOSTS, step=1.0, shard_hosts=1)
     with prom:
         assert prom.backfilled_until is not None
         at = datetime.fromtimestamp(prom.backfilled_until, UTC)
