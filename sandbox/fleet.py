@@ -122,7 +122,11 @@ class Fleet(SandboxServer):
     def apply_scenario(
         self, scenario: Mapping[str, Mapping[str, Any]], *, at: float | None = None
     ) -> dict[str, HostState]:
-        """Merge-patch several hosts at once; all patches validate before any applies."""
+        """Merge-patch several hosts at once; all patches validate before any applies.
+
+        `at` is when the change happens (default: the clock's now); only the backfill,
+        which plays history on a virtual clock, passes it.
+        """
         with self._change_lock:
             new = {host: self._sim(host).state.patched(p) for host, p in scenario.items()}
             pushes = self._commit(new, {}, at)
