@@ -41,7 +41,7 @@ def recheck_queries(issue: Issue, settings: DetectionSettings, window_s: int) ->
     """PromQL for the re-check over the last `window_s` seconds (the time since the job
     ended): the check's value and the number of scrapes of the host since then."""
     window = f"{max(window_s, 1)}s"
-    step = "5s" if window_s <= 300 else "30s"
+    step = f"{max(1, window_s // 10)}s"  # several points even in a short window
     base = base_queries(settings.model_copy(update={"rate_window": window}))[issue.check.value]
     if issue.check in COUNTER_CHECKS:
         value = base  # a rate over exactly the window since the job ended

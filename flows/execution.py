@@ -2,76 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.logging import get_run_logger
-from pydantic import BaseModel
 
-from clients.errors import LaunchRefused, UpstreamError
+from clients.errors import UpstreamError
 from core import render
-from core.catalog import Runner
-from core.logs import format_context, selector
-from core.models import CheckName
 from core.policy import Policy
 from core.records import ActionStatus, Decision
-from core.redact import redact
-from core.verify import (
-    Recheck,
-    bound_verdict,
-    combine_rechecks,
-    evaluate_recheck,
-    read_verdict,
-    recheck_queries,
-    result_embed,
-    verification_request,
-)
+from core.verify import Recheck, result_embed
 from core.vetting import ProposedAction
-from core.wire import JobRef, JobState, JobStatus
+from core.wire import JobRef, JobState
+from flows.closing import post_cycle_summary
 from flows.connections import Connections
+from flows.launching import ActionResult, Launcher
 from flows.settings import ActionSettings
-from tasks.controls import kill_switch_engaged
-from tasks.jobs import (
-    cancel_job,
-    find_job_by_marker,
-    launch_job,
-    read_job_output,
-    read_job_status,
-)
+from flows.verification import Verifier
 from tasks.notify import post_message
-from tasks.runners import AnsibleRunner, JobRunner
-from tasks.verify import ask_verdict, fetch_logs_since, recheck_issue
-
-MARKER_KEY = "remediation_action_id"
-OUTPUT_TAIL_LINES = 40
-SLOT_WAIT_SECONDS = 5.0
-
-
-class ActionResult(BaseModel):
-    action_id: str
-    status: str
-    decision: Decision | None = None
-    job_id: str | None = None
-    job_state: str | None = None
-    verdict: str | None = None
-    explanation: str = ""
-
-
-def _runner(conns: Connections, action: ProposedAction, settings: ActionSettings) -> JobRunner:
-    if action.runner is Runner.AWX:
-        return conns.awx
-    if action.runner is Runner.SEMAPHORE:
-        return conns.semaphore
-    return AnsibleRunner(
-        inventory=settings.ansible_inventory, extra_vars=settings.ansible_extra_vars
-    )
-
-
-def _template(action: ProposedAction) -> Any:
-    return action.template if action.runner is Runner.ANSIBLE else int(action.template)
 
 
 def _decided(decision: Decision) -> str:
@@ -84,299 +33,6 @@ def _decided(decision: Decision) -> str:
     return f"{decision.decider} ({how})"
 
 
-class _Execution:
-    def __init__(
-        self,
-        conns: Connections,
-        policy: Policy,
-        action: ProposedAction,
-        decision: Decision,
-        settings: ActionSettings,
-        run_id: str,
-    ) -> None:
-        self.conns, self.policy, self.action = conns, policy, action
-        self.decision, self.settings, self.run_id = decision, settings, run_id
-        self.runner = _runner(conns, action, settings)
-        self.log = get_run_logger()
-        self.timings: dict[str, str] = {}
-
-    async def say(self, title: str, text: str, color: int = render.RED) -> None:
-        try:
-            await post_message(
-                self.conns.discord,
-                self.conns.discord_bot.approvals_channel_id,
-                [render.notice_message(title, text, color=color)],
-            )
-        except UpstreamError as exc:
-            self.log.error("Discord post failed: %s", exc)
-
-    async def not_run(self, why: str, title: str) -> ActionResult:
-        now = datetime.now(UTC)
-        await self.conns.ledger.set_action_status(
-            self.action.action_id, ActionStatus.NOT_RUN, now=now
-        )
-        await self.conns.ledger.record_audit(
-            "not_run", {"why": why}, now=now, action_id=self.action.action_id
-        )
-        await self.say(title, why)
-        return ActionResult(
-            action_id=self.action.action_id,
-            status="not_run",
-            decision=self.decision,
-            explanation=why,
-        )
-
-    # --- launch, at most once ---------------------------------------------------------
-    async def claim_slot(self) -> str:
-        """Wait (visibly) while another job runs on this host or the global cap is full."""
-        announced = False
-        while True:
-            outcome = await self.conns.ledger.claim_launch(
-                action_id=self.action.action_id,
-                host=self.action.host,
-                runner=self.action.runner.value,
-                template=self.action.template,
-                marker=self.action.action_id,
-                max_running=self.policy.max_running_jobs,
-                now=datetime.now(UTC),
-            )
-            if outcome in ("claimed", "exists"):
-                return outcome
-            if not announced:
-                why = (
-                    "another remediation job is running on this host"
-                    if outcome == "host_busy"
-                    else f"{self.policy.max_running_jobs} remediation jobs are running"
-                )
-                self.log.info("waiting to launch: %s", why)
-                await self.say(
-                    f"⏳ Waiting: {self.action.catalog_key} on {self.action.host}",
-                    f"Approved, waiting to launch: {why}.",
-                    color=render.GREY,
-                )
-                announced = True
-            await asyncio.sleep(SLOT_WAIT_SECONDS)
-
-    async def launch(self) -> JobRef | ActionResult:
-        record = await self.conns.ledger.get_action(self.action.action_id)
-        job = record.job if record else None
-        if job is not None and job.job_id:
-            self.log.info("job %s already launched for this action: polling it", job.job_id)
-            return JobRef(runner=job.runner, job_id=job.job_id, url=job.job_url)
-        if job is None:
-            if await kill_switch_engaged():
-                return await self.not_run(
-                    "Paused by operator (kill switch): nothing launched.",
-                    f"⛔ Paused by operator: {self.action.catalog_key}",
-                )
-            if await self.claim_slot() == "claimed":
-                if await kill_switch_engaged():  # checked again right before the launch
-                    await self.conns.ledger.record_job_state(
-                        self.action.action_id,
-                        state="not_launched",
-                        finished=True,
-                        now=datetime.now(UTC),
-                    )
-                    return await self.not_run(
-                        "Paused by operator (kill switch): nothing launched.",
-                        f"⛔ Paused by operator: {self.action.catalog_key}",
-                    )
-                return await self._launch_new()
-            record = await self.conns.ledger.get_action(self.action.action_id)
-            job = record.job if record else None
-        if job is not None and job.job_id:
-            return JobRef(runner=job.runner, job_id=job.job_id, url=job.job_url)
-        return await self._find_unknown_launch(job.intent_at if job else datetime.now(UTC))
-
-    async def _launch_new(self) -> JobRef | ActionResult:
-        extra = {
-            **self.action.parameters,
-            MARKER_KEY: self.action.action_id,
-            "remediation_flow_run_id": self.run_id,
-        }
-        intent_at = datetime.now(UTC)
-        try:
-            ref = await launch_job(self.runner, _template(self.action), self.action.host, extra)
-        except LaunchRefused as exc:
-            await self.conns.ledger.record_job_state(
-                self.action.action_id, state="refused", finished=True, now=datetime.now(UTC)
-            )
-            return await self.not_run(
-                f"Launch refused: template does not prompt on launch ({exc.detail})",
-                f"🚫 Launch refused: {self.action.catalog_key} on {self.action.host}",
-            )
-        except UpstreamError as exc:
-            if not exc.request_sent:
-                await self.conns.ledger.record_job_state(
-                    self.action.action_id,
-                    state="not_launched",
-                    finished=True,
-                    now=datetime.now(UTC),
-                )
-                return await self.not_run(
-                    f"Launch failed before reaching the runner: {exc}",
-                    f"⚠️ Not launched: {self.action.catalog_key}",
-                )
-            self.log.error("launch outcome unknown (%s): looking the job up", exc)
-            return await self._find_unknown_launch(intent_at)
-        await self.conns.ledger.record_job_launched(
-            self.action.action_id, job_id=ref.job_id, job_url=ref.url, now=datetime.now(UTC)
-        )
-        return ref
-
-    async def _find_unknown_launch(self, since: datetime) -> JobRef | ActionResult:
-        """An intent without a job id: the request may have created a job. Find it by
-        its marker; never launch again."""
-        found = None
-        for attempt in range(3):
-            try:
-                found = await find_job_by_marker(
-                    self.runner,
-                    _template(self.action),
-                    MARKER_KEY,
-                    self.action.action_id,
-                    since - timedelta(minutes=1),
-                )
-            except UpstreamError as exc:
-                self.log.warning("job look-up failed: %s", exc)
-            if found is not None:
-                break
-            await asyncio.sleep(1.0 + attempt)
-        if found is None:
-            await self.conns.ledger.record_job_state(
-                self.action.action_id, state="unknown", finished=True, now=datetime.now(UTC)
-            )
-            await self.conns.ledger.record_attempt(
-                action_id=self.action.action_id,
-                fingerprints=self.action.fingerprints,
-                host=self.action.host,
-                catalog_key=self.action.catalog_key,
-                outcome="launch_unknown",
-                counts=True,
-                explanation="the launch may or may not have created a job",
-                now=datetime.now(UTC),
-            )
-            return await self.not_run(
-                f"Launch state unknown: the request to {self.action.runner.value} may have "
-                f"created a job, but none carrying marker {self.action.action_id} was found. "
-                "It was NOT relaunched — please check the runner by hand.",
-                f"❓ Launch state unknown: {self.action.catalog_key} on {self.action.host}",
-            )
-        await self.conns.ledger.record_job_launched(
-            self.action.action_id, job_id=found.job_id, job_url=found.url, now=datetime.now(UTC)
-        )
-        self.log.info("found job %s by its marker", found.job_id)
-        return found
-
-    # --- poll ---------------------------------------------------------------------------
-    async def poll(self, ref: JobRef) -> tuple[JobStatus | None, bool]:
-        """Poll to a terminal state or the entry's maximum job time; cancel at the max."""
-        record = await self.conns.ledger.get_action(self.action.action_id)
-        started = (
-            record.job.launched_at
-            if record and record.job and record.job.launched_at
-            else datetime.now(UTC)
-        )
-        deadline = started + timedelta(seconds=self.action.max_job_seconds)
-        status: JobStatus | None = None
-        while True:
-            try:
-                status = await read_job_status(self.runner, ref.job_id)
-                await self.conns.ledger.record_job_state(
-                    self.action.action_id, state=status.state.value, now=datetime.now(UTC)
-                )
-                if status.state.terminal:
-                    return status, False
-            except UpstreamError as exc:
-                self.log.warning("status of job %s unavailable: %s", ref.job_id, exc)
-            if datetime.now(UTC) >= deadline:
-                try:
-                    await cancel_job(self.runner, ref.job_id)
-                except UpstreamError as exc:
-                    self.log.error("cancel of job %s failed: %s", ref.job_id, exc)
-                return status, True
-            await asyncio.sleep(self.settings.job_poll_seconds)
-
-    async def output_tail(self, ref: JobRef) -> str:
-        try:
-            text = await read_job_output(self.runner, ref.job_id)
-        except UpstreamError as exc:
-            return f"(output unavailable: {exc})"
-        lines = redact(text, self.conns.secrets).splitlines()
-        return "\n".join(lines[-OUTPUT_TAIL_LINES:])
-
-    # --- verify -------------------------------------------------------------------------
-    async def verify(
-        self, job_state: str, tail: str, job_end: datetime
-    ) -> tuple[str, str, Recheck]:
-        await asyncio.sleep(self.settings.settle_seconds)
-        window_s = int((datetime.now(UTC) - job_end).total_seconds())
-        rechecks = []
-        for issue in self.action.issues:
-            queries = recheck_queries(issue, self.policy.detection, window_s)
-            try:
-                samples, errors = await recheck_issue(self.conns.prometheus, queries)
-            except UpstreamError as exc:
-                samples, errors = {}, [str(exc)]
-            rechecks.append(
-                evaluate_recheck(
-                    issue,
-                    self.policy.detection,
-                    value_samples=samples.get("value"),
-                    scrape_samples=samples.get("scrapes"),
-                    errors=errors,
-                )
-            )
-        recheck = combine_rechecks(rechecks)
-        logs = await self._logs_since(job_end)
-        claude = None
-        try:
-            reply = await ask_verdict(
-                self.conns.claude,
-                verification_request(
-                    action=self.action.model_dump(
-                        mode="json",
-                        include={
-                            "catalog_key",
-                            "host",
-                            "parameters",
-                            "fingerprints",
-                            "expected_outcome",
-                        },
-                    ),
-                    job_state=job_state,
-                    output_tail=tail,
-                    logs=logs,
-                    recheck=recheck,
-                ),
-            )
-            claude = read_verdict(reply)
-        except UpstreamError as exc:
-            self.log.error("verification by Claude unavailable: %s", exc)
-        verdict, moved = bound_verdict(claude[0] if claude else None, recheck)
-        explanation = (claude[1] if claude else "") or recheck.detail
-        if moved:
-            explanation = f"{moved}. {explanation}"
-        return verdict, explanation, recheck
-
-    async def _logs_since(self, start: datetime) -> str:
-        units = sorted(
-            {
-                i.subject
-                for i in self.action.issues
-                if i.check in (CheckName.FAILED_UNIT, CheckName.INACTIVE_UNIT)
-            }
-        )
-        s = self.policy.logs
-        logql = selector(self.action.host, units, s)
-        # from the job's end to now: the chart's "last 5 minutes" at a 5-minute settle time
-        try:
-            streams = await fetch_logs_since(self.conns.loki, logql, start, datetime.now(UTC))
-            return format_context(streams, s, secrets=self.conns.secrets).text
-        except UpstreamError as exc:
-            return f"logs unavailable: {exc}"
-
-
 async def carry_out(
     conns: Connections,
     policy: Policy,
@@ -386,7 +42,7 @@ async def carry_out(
     run_id: str,
 ) -> ActionResult:
     """Launch → poll → verify → report, continuing from the ledger after a restart."""
-    ex = _Execution(conns, policy, action, decision, settings, run_id)
+    ex = Launcher(conns, policy, action, decision, settings, run_id)
     ledger = conns.ledger
     launched = await ex.launch()
     if isinstance(launched, ActionResult):
@@ -408,7 +64,9 @@ async def carry_out(
         )
     await ledger.set_action_status(action.action_id, ActionStatus.VERIFYING, now=now)
     job_end = status.finished if status and status.finished else now
-    verdict, explanation, recheck = await ex.verify(job_state, tail, job_end)
+    verdict, explanation, recheck = await Verifier(conns, policy, action, settings).verify(
+        job_state, tail, job_end
+    )
     succeeded = status is not None and status.state is JobState.SUCCESSFUL and not timed_out
     outcome = verdict if (succeeded or verdict == "effective") else "failed"
     counts = outcome in ("ineffective", "failed")
@@ -511,6 +169,4 @@ def action_story(
 
 async def close_cycle_if_done(conns: Connections, cycle_id: str) -> None:
     """When the last action of a cycle ends, post the cycle summary (exactly once)."""
-    from flows.closing import post_cycle_summary
-
     await post_cycle_summary(conns, cycle_id)
