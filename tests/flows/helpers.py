@@ -15,7 +15,7 @@ from tests.fixtures.loki_discord import CHANNEL_ID
 from tests.fixtures.stack import FAST_POLICY, Stack
 
 
-async def eventually(probe: Callable[[], Any], *, timeout: float = 30.0,
+async def eventually(probe: Callable[[], Any], *, timeout: float = 60.0,
                      interval: float = 0.2, what: str = "condition") -> Any:
     """Poll `probe` until it returns something truthy; fail at the deadline."""
     deadline = time.monotonic() + timeout

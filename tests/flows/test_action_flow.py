@@ -26,7 +26,7 @@ async def test_discord_approval_runs_the_job_and_verifies_it_effective(stack: St
     assert action.dispatched
     assert stack.awx.launches(10) == 1
     assert stack.fleet.state("web-02").units["nginx.service"].state == "active"
-    assert any("EFFECTIVE: restart_unit on web-02" in t for t in titles(stack))
+    assert any("EFFECTIVE: restart_unit on web-02" in t for t in titles(stack)), titles(stack)
     async with stack.ledger() as ledger:
         record = await ledger.get_action(action.action_id)
     assert record.decision.decider == "alice" and record.decision.via == "discord"

@@ -1,0 +1,206 @@
+"""Jobs (at most one launch per action), attempts and relapses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+
+from clients.ledger_base import LedgerBase, from_ts, to_ts
+from clients.ledger_schema import (
+    actions,
+    attempts,
+    jobs,
+)
+from core.records import (
+    ActionStatus,
+)
+from core.vetting import AttemptRecord
+
+
+class JobLedger(LedgerBase):
+    # --- jobs: at most one launch per action ---------------------------------------------
+    async def claim_launch(
+        self,
+        *,
+        action_id: str,
+        host: str,
+        runner: str,
+        template: str,
+        marker: str,
+        max_running: int,
+        now: datetime,
+    ) -> str:
+        """Write the launch intent before the launch request, if the host is free and the
+        global cap allows. Returns "claimed", "exists" (an intent or job is already
+        recorded for this action: never launch again), "host_busy" or "global_cap"."""
+        stale = to_ts(now - timedelta(hours=24))
+        async with self._tx("claim launch", write=True, lock="launches") as conn:
+            if (
+                await conn.execute(select(jobs.c.action_id).where(jobs.c.action_id == action_id))
+            ).first():
+                return "exists"
+            running = list(
+                await conn.execute(
+                    select(jobs.c.action_id, actions.c.host)
+                    .join(actions, actions.c.action_id == jobs.c.action_id)
+                    .where(jobs.c.finished_at.is_(None), jobs.c.intent_at > stale)
+                )
+            )
+            if any(r.host == host for r in running):
+                return "host_busy"
+            if len(running) >= max_running:
+                return "global_cap"
+            await conn.execute(
+                insert(jobs).values(
+                    action_id=action_id,
+                    runner=runner,
+                    template=template,
+                    marker=marker,
+                    intent_at=to_ts(now),
+                )
+            )
+            await conn.execute(
+                update(actions)
+                .where(actions.c.action_id == action_id)
+                .values(status=ActionStatus.LAUNCHING.value, updated_at=to_ts(now))
+            )
+            return "claimed"
+
+    async def record_job_launched(
+        self, action_id: str, *, job_id: str, job_url: str | None, now: datetime
+    ) -> None:
+        async with self._tx("record job id", write=True) as conn:
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.action_id == action_id)
+                .values(job_id=job_id, job_url=job_url, launched_at=to_ts(now), state="pending")
+            )
+            await conn.execute(
+                update(actions)
+                .where(actions.c.action_id == action_id)
+                .values(status=ActionStatus.RUNNING.value, updated_at=to_ts(now))
+            )
+
+    async def record_job_state(
+        self,
+        action_id: str,
+        *,
+        state: str,
+        now: datetime,
+        finished: bool = False,
+        output_tail: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"state": state}
+        if finished:
+            values["finished_at"] = to_ts(now)
+        if output_tail is not None:
+            values["output_tail"] = output_tail
+        async with self._tx("record job state", write=True) as conn:
+            await conn.execute(update(jobs).where(jobs.c.action_id == action_id).values(**values))
+
+    async def launch_count(self) -> int:
+        async with self._tx("count launches", write=False) as conn:
+            return (
+                await conn.execute(
+                    select(func.count()).select_from(jobs).where(jobs.c.job_id.is_not(None))
+                )
+            ).scalar_one()
+
+    # --- attempts and capacity ---------------------------------------------------------
+    async def attempt_history(
+        self, fingerprints: Iterable[str], *, since: datetime
+    ) -> dict[str, list[AttemptRecord]]:
+        """Recorded outcomes per fingerprint since `since` (cooldown and attempt limit)."""
+        fps = list(fingerprints)
+        if not fps:
+            return {}
+        async with self._tx("read attempts", write=False) as conn:
+            rows = await conn.execute(
+                select(attempts)
+                .where(attempts.c.fingerprint.in_(fps), attempts.c.recorded_at >= to_ts(since))
+                .order_by(attempts.c.recorded_at)
+            )
+            out: dict[str, list[AttemptRecord]] = {}
+            for r in rows:
+                out.setdefault(r.fingerprint, []).append(
+                    AttemptRecord(at=from_ts(r.recorded_at), outcome=r.outcome, counts=r.counts)
+                )
+            return out
+
+    # --- outcomes --------------------------------------------------------------------
+    async def record_attempt(
+        self,
+        *,
+        action_id: str,
+        fingerprints: Sequence[str],
+        host: str,
+        catalog_key: str,
+        outcome: str,
+        counts: bool,
+        explanation: str,
+        now: datetime,
+    ) -> None:
+        """One outcome per addressed issue (a retry of the same action records nothing new)."""
+        async with self._tx("record attempt", write=True) as conn:
+            known = set(
+                (
+                    await conn.execute(
+                        select(attempts.c.fingerprint).where(attempts.c.action_id == action_id)
+                    )
+                ).scalars()
+            )
+            for fp in fingerprints:
+                if fp in known:
+                    continue
+                await conn.execute(
+                    insert(attempts).values(
+                        action_id=action_id,
+                        fingerprint=fp,
+                        host=host,
+                        catalog_key=catalog_key,
+                        outcome=outcome,
+                        counts=counts,
+                        explanation=explanation[:2000],
+                        recorded_at=to_ts(now),
+                    )
+                )
+
+    async def record_relapses(
+        self, fingerprints: Iterable[str], *, window: timedelta, now: datetime
+    ) -> list[str]:
+        """Issues back within `window` of an `effective` verdict: each such return is
+        recorded as an ineffective attempt (a relapse). Returns the relapsed ones."""
+        relapsed = []
+        async with self._tx("record relapses", write=True) as conn:
+            for fp in fingerprints:
+                last = (
+                    await conn.execute(
+                        select(attempts)
+                        .where(attempts.c.fingerprint == fp)
+                        .order_by(attempts.c.recorded_at.desc())
+                        .limit(1)
+                    )
+                ).first()
+                if (
+                    last is None
+                    or last.outcome != "effective"
+                    or to_ts(now) - last.recorded_at > window.total_seconds()
+                ):
+                    continue
+                await conn.execute(
+                    insert(attempts).values(
+                        action_id=f"{last.action_id}:relapse",
+                        fingerprint=fp,
+                        host=last.host,
+                        catalog_key=last.catalog_key,
+                        outcome="relapse",
+                        counts=True,
+                        explanation="the issue returned after an effective verdict",
+                        recorded_at=to_ts(now),
+                    )
+                )
+                relapsed.append(fp)
+        return relapsed
