@@ -41,6 +41,7 @@ from core import render
 from core.approval import APPROVE, REJECT, Approvers, deadline_outcome, tally
 from core.policy import Policy, load_policy
 from core.records import ActionRecord, ActionStatus, Decision
+from flows import operator_controls
 from flows.connections import Connections, open_connections
 from flows.listener_settings import ListenerSettings
 
@@ -90,6 +91,9 @@ class Listener:
         stats.paused_runs = len(paused)
         waiting = await self.conns.ledger.actions_with_status(ActionStatus.AWAITING_APPROVAL)
         stats.pending = len(waiting)
+        await operator_controls.check_dead_mans_switch(self.conns, "listener", now)
+        if await operator_controls.answer_pending_when_paused(self, waiting, now):
+            return stats
         roles: dict[str, list[str]] = {}
         for record in waiting:
             run = paused.get(record.request.flow_run_id or "") if record.request else None

@@ -32,6 +32,7 @@ from core.prompt import build_analysis_request
 from core.report import ActionOutcome, CycleOutcome, CycleReport, cycle_markdown, issue_rows
 from core.vetting import Vetting, vet_actions
 from core.wire import Embed
+from flows import operator_controls
 from flows.connections import Connections, open_connections
 from flows.dispatch import DispatchMode, DispatchResult, dispatch_actions
 from tasks.analysis import ask_claude
@@ -361,6 +362,7 @@ async def remediation_cycle(
     async with conns:
         cycle = _Cycle(conns, checked, cycle_id, now)
         await conns.ledger.record_cycle_start(cycle_id, flow_run_id=flow_run.get_id(), now=now)
+        await operator_controls.check_dead_mans_switch(conns, "cycle", now)
         detection = await cycle.detect()
         if detection.prometheus_unreachable:
             cycle.update(outcome=CycleOutcome.PROMETHEUS_UNREACHABLE)
@@ -370,6 +372,9 @@ async def remediation_cycle(
             cycle.update(
                 outcome=CycleOutcome.NO_ISSUES if not detection.issues else CycleOutcome.ALL_CACHED
             )
+            return await cycle.finish()
+        if await operator_controls.cycle_paused_by_operator(conns, now):
+            cycle.update(outcome=CycleOutcome.PAUSED_BY_OPERATOR)
             return await cycle.finish()
         logs = await cycle.enrich(new)
         analysis = await cycle.analyse(new, detection, logs)
