@@ -200,11 +200,15 @@ class DiscordClient(HttpClient):
     # --- users ---------------------------------------------------------------------
     async def get_member_roles(self, guild_id: str, user_id: str) -> list[str]:
         """Role ids of a guild member; a user who is not a member has none."""
+        return await self.member_roles(guild_id, user_id) or []
+
+    async def member_roles(self, guild_id: str, user_id: str) -> list[str] | None:
+        """Role ids of a guild member, or None for a user who is not a member."""
         path = f"/guilds/{_seg(guild_id)}/members/{_seg(user_id)}"
         resp = await self._call("GET", path, "get_member_roles", ok=(200, 404))
         if resp.status_code == 404:
             if _code(resp) in NOT_A_MEMBER_CODES:
-                return []
+                return None
             raise self._error("get_member_roles", resp)
         return self._read(resp, "get_member_roles", lambda d: [str(r) for r in d["roles"]])
 
