@@ -18,6 +18,12 @@ class ActionSettings(BaseModel):
         "(the listener applies deadlines; this only fires when it is absent).",
     )
     job_poll_seconds: float = Field(default=20.0, gt=0, description="Job status poll interval.")
+    heartbeat_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often a live action run writes its heartbeat to the ledger (the "
+        "reconciler tells a dead run from a live one by it).",
+    )
     settle_seconds: float = Field(
         default=60.0, ge=0, description="Wait after the job before verifying."
     )
