@@ -3,8 +3,10 @@
 The Discord embed and the Prefect resume form show the same proposal and policy hash,
 so approvers know they are deciding the same thing. `tally` is the pure core of the
 listener: bots and people outside the approver list never count, ❌ beats ✅, a removed
-reaction no longer counts, high risk needs a quorum of distinct approvers, and only
-votes seen before the deadline count.
+reaction no longer counts, high risk needs a quorum of distinct approvers, and at the
+deadline votes count as they stood then. `deadline_decision` is the register's default
+(never "run" for a request that did not reach Discord), `reminder_due` times the one
+reminder, and `outcome_text` is what the approval message is edited to show.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Literal
 
 from core.models import Frozen
 from core.policy import RiskLevel
-from core.records import Vote
+from core.records import Decision, Vote
 from core.render import quoted
 from core.vetting import AttemptRecord, ProposedAction
 from core.wire import Embed, EmbedField
@@ -135,6 +137,27 @@ class Tally(Frozen):
     ignored: list[str]
 
 
+def counts(vote: Vote, cutoff: datetime | None = None) -> bool:
+    """Is the reaction behind `vote` standing (at `cutoff`, if given)?
+
+    Without a cutoff: it was not removed. At a cutoff (the deadline): it was first seen by
+    then and not removed by then, so a reaction added after the deadline never counts and
+    one removed only after it still does (it stood when the deadline fell).
+    """
+    if cutoff is None:
+        return vote.removed_at is None
+    return vote.first_seen_at <= cutoff and (vote.removed_at is None or vote.removed_at > cutoff)
+
+
+def voters(votes: Sequence[Vote], cutoff: datetime | None = None) -> list[str]:
+    """The distinct user ids whose standing votes must be checked against the approver
+    list, rejecters first (one allowed ❌ decides, so it is worth knowing first)."""
+    standing = [v for v in votes if counts(v, cutoff)]
+    ordered = [v.user_id for v in standing if v.emoji == REJECT]
+    ordered += [v.user_id for v in standing if v.emoji != REJECT]
+    return list(dict.fromkeys(ordered))
+
+
 def tally(
     votes: Sequence[Vote],
     *,
@@ -143,12 +166,16 @@ def tally(
     level: RiskLevel,
     cutoff: datetime | None = None,
 ) -> Tally:
-    """Count the current votes of allowed humans (seen before `cutoff`, if given)."""
+    """Count the standing votes of allowed humans (as they stood at `cutoff`, if given).
+
+    Bots (`bot_user_ids`) and users `allowed` refuses are ignored; one allowed ❌ rejects;
+    otherwise `level.approvers_needed` distinct allowed ✅ approve; otherwise no decision.
+    """
     approvals: dict[str, str] = {}
     rejections: dict[str, str] = {}
     ignored: list[str] = []
     for v in votes:
-        if v.removed_at is not None or (cutoff is not None and v.first_seen_at > cutoff):
+        if not counts(v, cutoff):
             continue
         if v.user_id in bot_user_ids or not allowed(v.user_id):
             ignored.append(v.username)
@@ -157,43 +184,101 @@ def tally(
             rejections[v.user_id] = v.username
         elif v.emoji == APPROVE:
             approvals[v.user_id] = v.username
+    approving = sorted(approvals.values())
     if rejections:
+        rejecting = sorted(rejections.values())
         return Tally(
             decision="reject",
-            deciders=sorted(rejections.values()),
-            approvals=sorted(approvals.values()),
-            rejections=sorted(rejections.values()),
+            deciders=rejecting,
+            approvals=approving,
+            rejections=rejecting,
             ignored=ignored,
         )
-    if len(approvals) >= level.approvers_needed:
-        return Tally(
-            decision="approve",
-            deciders=sorted(approvals.values()),
-            approvals=sorted(approvals.values()),
-            rejections=[],
-            ignored=ignored,
-        )
+    decided = len(approvals) >= level.approvers_needed
     return Tally(
-        decision=None,
-        deciders=[],
-        approvals=sorted(approvals.values()),
+        decision="approve" if decided else None,
+        deciders=approving if decided else [],
+        approvals=approving,
         rejections=[],
         ignored=ignored,
     )
 
 
-def decision_embed(
-    original: Embed,
+def deadline_decision(
+    level: RiskLevel, action: ProposedAction, *, reached_discord: bool
+) -> tuple[Literal["approve", "reject"], str]:
+    """The decision applied when the deadline passes undecided, and why.
+
+    The register's default for the risk level, unless the catalog entry forbids a
+    deadline default from running it, or the request never reached Discord (nobody could
+    have objected there, so it never runs by default).
+    """
+    if not reached_discord:
+        return "reject", "deadline passed; the request never reached Discord"
+    if deadline_outcome(level, action) == "run":
+        return "approve", f"deadline passed: the {action.risk.value}-risk default is to run"
+    return "reject", f"deadline passed: the {action.risk.value}-risk default is not to run"
+
+
+def reminder_due(
+    requested_at: datetime,
+    deadline: datetime,
+    now: datetime,
     *,
-    outcome: str,
-    color: int,
+    fraction: float,
+    before_seconds: float | None = None,
+) -> bool:
+    """Is it time for the one reminder? When `before_seconds` (or else `fraction` of the
+    decision window) remains before the deadline, and the deadline has not passed."""
+    if now >= deadline:
+        return False
+    window = (deadline - requested_at).total_seconds()
+    lead = before_seconds if before_seconds is not None else window * fraction
+    return (deadline - now).total_seconds() <= lead
+
+
+def reminder_embed(
+    action: ProposedAction,
+    level: RiskLevel,
+    *,
+    deadline: datetime,
+    approvals: Sequence[str] = (),
+    message_url: str | None = None,
 ) -> Embed:
-    """The approval message edited to show how it was decided."""
-    return original.model_copy(
-        update={
-            "title": (original.title or "").split(" React ")[0].replace("Approve ", "")
-            + f" — {outcome}",
-            "color": color,
-            "description": f"**{outcome}**",
-        }
+    """The one reminder posted before the deadline."""
+    ts = int(deadline.timestamp())
+    then = "runs automatically" if deadline_outcome(level, action) == "run" else "will not run"
+    so_far = (
+        f" Approvals so far: {', '.join(approvals)} of {level.approvers_needed} needed."
+        if level.approvers_needed > 1
+        else ""
     )
+    where = f"[the request]({message_url})" if message_url else "the request above"
+    return Embed(
+        title=f"⏳ Reminder: {action.catalog_key} on {action.host} awaits a decision"[:256],
+        description=(
+            f"The deadline is <t:{ts}:R>; then it {then}. React ✅ or ❌ on {where}.{so_far}"
+        ),
+        color=level.color,
+        footer=f"action {action.action_id}",
+    )
+
+
+def outcome_text(decision: Decision) -> str:
+    """The line the approval message is edited to show once a decision is applied."""
+    approved = decision.decision == "approve"
+    verb = "✅ Approved" if approved else "❌ Rejected"
+    comment = f" — {decision.comment}" if decision.comment and decision.via != "deadline" else ""
+    if decision.via == "discord":
+        return f"{verb} by {decision.decider}{comment}"
+    if decision.via == "ui":
+        return f"{verb} — decided in the Prefect UI{comment}"
+    if decision.via == "deadline":
+        if approved:
+            return "⏰ Deadline passed with no decision: ran by deadline default"
+        return "⏰ Deadline passed with no decision: will not run"
+    if decision.via == "operator":
+        return f"⛔ {verb} by operator ({decision.decider}){comment}: " + (
+            "it runs" if approved else "will not run"
+        )
+    return f"{verb} ({decision.via}, {decision.decider}){comment}"

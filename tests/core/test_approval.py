@@ -1,0 +1,219 @@
+"""Approval rendering and the listener's pure decisions: tally, deadline, reminder, outcome."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from core.analysis import ModelAction
+from core.approval import (
+    APPROVE,
+    REJECT,
+    Approvers,
+    approval_embed,
+    approval_markdown,
+    counts,
+    deadline_decision,
+    outcome_text,
+    reminder_due,
+    reminder_embed,
+    tally,
+    voters,
+)
+from core.models import Risk
+from core.policy import Policy, RiskRegister, policy_hash
+from core.records import Decision, Vote
+from core.vetting import ProposedAction, vet_actions
+from tests.core.factories import NOW, action, issue
+
+REGISTER = RiskRegister()
+LOW, MEDIUM, HIGH = REGISTER.low, REGISTER.medium, REGISTER.high
+DEADLINE = NOW + timedelta(minutes=5)
+APPROVERS = {"u-alice", "u-bob", "u-carol"}
+
+
+def vote(user: str, emoji: str = APPROVE, *, at: int = 0, removed: int | None = None) -> Vote:
+    """A vote first seen `at` seconds after NOW, removed `removed` seconds after NOW."""
+    return Vote(
+        action_id="act-1",
+        user_id=f"u-{user}",
+        username=user,
+        emoji=emoji,
+        first_seen_at=NOW + timedelta(seconds=at),
+        removed_at=None if removed is None else NOW + timedelta(seconds=removed),
+    )
+
+
+def count(votes: list[Vote], level=LOW, cutoff=DEADLINE, bots=frozenset({"u-bot"})):
+    return tally(
+        votes, allowed=APPROVERS.__contains__, bot_user_ids=set(bots), level=level, cutoff=cutoff
+    )
+
+
+def proposed(risk: str = "low", key: str = "restart_unit", **extra) -> ProposedAction:
+    policy = Policy()
+    params = {"unit": "nginx.service"} if key == "restart_unit" else extra
+    [p] = vet_actions(
+        [ModelAction.model_validate(action(key, risk=risk, **params))],
+        [issue()],
+        policy=policy,
+        policy_hash=policy_hash(policy),
+        history={},
+        pending_approvals=0,
+        cycle_id="c1",
+        now=NOW,
+    ).approved
+    return p
+
+
+# --- tally -----------------------------------------------------------------------------
+def test_one_allowed_approval_decides_low_risk() -> None:
+    t = count([vote("alice")])
+    assert (t.decision, t.deciders, t.approvals) == ("approve", ["alice"], ["alice"])
+
+
+def test_reject_beats_any_number_of_approvals() -> None:
+    t = count([vote("alice"), vote("bob"), vote("carol", REJECT)], level=HIGH)
+    assert (t.decision, t.deciders, t.approvals) == ("reject", ["carol"], ["alice", "bob"])
+
+
+def test_bots_and_people_not_allowed_are_ignored() -> None:
+    votes = [vote("bot", REJECT), vote("mallory", REJECT), vote("dave"), vote("bot")]
+    t = count(votes)
+    assert t.decision is None
+    assert sorted(t.ignored) == ["bot", "bot", "dave", "mallory"]
+
+
+def test_a_bot_is_ignored_even_when_on_the_approver_list() -> None:
+    t = tally([vote("alice", REJECT)], allowed=lambda u: True, bot_user_ids={"u-alice"}, level=LOW)
+    assert t.decision is None and t.ignored == ["alice"]
+
+
+def test_removed_reaction_no_longer_counts() -> None:
+    assert count([vote("alice", removed=10)], cutoff=None).decision is None
+    assert count([vote("alice", REJECT, removed=3), vote("bob", at=5)]).decision == "approve"
+
+
+def test_high_risk_needs_distinct_approvers() -> None:
+    assert count([vote("alice")], level=HIGH).decision is None
+    # the same person reacting twice is one approver (the ledger keeps one row per emoji)
+    assert count([vote("alice"), vote("alice")], level=HIGH).decision is None
+    t = count([vote("alice"), vote("mallory"), vote("bob")], level=HIGH)
+    assert (t.decision, t.deciders) == ("approve", ["alice", "bob"])
+
+
+def test_at_the_deadline_votes_count_as_they_stood_then() -> None:
+    late = vote("alice", at=301)  # seen after the deadline (listener was down)
+    assert counts(late, DEADLINE) is False
+    assert count([late]).decision is None
+    gone_before = vote("alice", at=10, removed=200)
+    gone_after = vote("bob", REJECT, at=10, removed=400)  # stood when the deadline fell
+    assert counts(gone_before, DEADLINE) is False and counts(gone_after, DEADLINE) is True
+    assert count([gone_before, gone_after]).decision == "reject"
+
+
+def test_voters_lists_standing_rejecters_first_once_each() -> None:
+    votes = [vote("alice"), vote("bob", removed=5), vote("carol", REJECT), vote("alice", REJECT)]
+    assert voters(votes) == ["u-carol", "u-alice"]
+
+
+# --- deadline, reminder, outcome ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("risk", "expected"), [("low", "approve"), ("medium", "approve"), ("high", "reject")]
+)
+def test_deadline_default_follows_the_register(risk: str, expected: str) -> None:
+    a = proposed(risk)
+    choice, why = deadline_decision(REGISTER.level(Risk(risk)), a, reached_discord=True)
+    assert choice == expected and risk in why
+
+
+def test_deadline_never_runs_what_never_reached_discord_or_the_catalog_forbids() -> None:
+    a = proposed("low")
+    assert deadline_decision(LOW, a, reached_discord=False) == (
+        "reject",
+        "deadline passed; the request never reached Discord",
+    )
+    forbidden = a.model_copy(update={"deadline_default_may_run": False})
+    assert deadline_decision(LOW, forbidden, reached_discord=True)[0] == "reject"
+
+
+def test_reminder_due_when_a_fifth_of_the_window_remains() -> None:
+    asked = NOW
+    deadline = NOW + timedelta(seconds=100)
+    at = [NOW + timedelta(seconds=s) for s in (0, 79, 80, 99, 100, 130)]
+    due = [reminder_due(asked, deadline, t, fraction=0.2) for t in at]
+    assert due == [False, False, True, True, False, False]
+    fixed = [reminder_due(asked, deadline, t, fraction=0.2, before_seconds=50) for t in at]
+    assert fixed == [False, True, True, True, False, False]
+
+
+def test_reminder_embed_names_the_request_and_the_quorum() -> None:
+    a = proposed("high", key="restart_unit")
+    e = reminder_embed(
+        a, HIGH, deadline=DEADLINE, approvals=["alice"], message_url="https://d/1/2/3"
+    )
+    assert e.title == "⏳ Reminder: restart_unit on web-02 awaits a decision"
+    assert f"<t:{int(DEADLINE.timestamp())}:R>" in e.description
+    assert "will not run" in e.description and "[the request](https://d/1/2/3)" in e.description
+    assert "Approvals so far: alice of 2 needed." in e.description
+    assert e.color == HIGH.color
+
+
+@pytest.mark.parametrize(
+    ("decision", "via", "decider", "comment", "text"),
+    [
+        ("approve", "discord", "alice, bob", None, "✅ Approved by alice, bob"),
+        ("reject", "discord", "carol", None, "❌ Rejected by carol"),
+        ("approve", "deadline", "deadline default", "x", "ran by deadline default"),
+        ("reject", "deadline", "deadline default", "x", "will not run"),
+        ("reject", "ui", "Prefect UI", "not now", "❌ Rejected — decided in the Prefect UI"),
+        ("reject", "operator", "kill switch", None, "by operator (kill switch)"),
+    ],
+)
+def test_outcome_text(decision: str, via: str, decider: str, comment, text: str) -> None:
+    d = Decision(
+        action_id="a",
+        decision=decision,
+        decider=decider,
+        via=via,
+        comment=comment,
+        intended_at=NOW,
+    )
+    assert text in outcome_text(d)
+    if via == "ui":
+        assert outcome_text(d).endswith("— not now")
+
+
+# --- what approvers are shown ----------------------------------------------------------
+def test_approval_embed_shows_risk_quorum_deadline_default_and_approvers() -> None:
+    a = proposed("high")
+    e = approval_embed(
+        a,
+        HIGH,
+        deadline=DEADLINE,
+        approvers=Approvers(role_ids=["r1"]),
+        history=[],
+        ui_url="http://ui/run",
+    )
+    fields = {f.name: f.value for f in e.fields}
+    assert e.title.startswith("🔴 Approve restart_unit on web-02?")
+    assert fields["Risk"] == "🔴 high (2 approvers needed)"
+    assert fields["Who may approve"] == "<@&r1>"
+    assert fields["Deadline"].endswith("then it will not run")
+    assert a.action_id in e.footer and a.policy_hash in e.footer
+
+
+def test_approvers_describe_who_may_decide() -> None:
+    assert Approvers().describe().startswith("nobody from Discord")
+    assert Approvers(any_member=True).describe() == "any member of this channel"
+    assert Approvers(user_ids=["1"], role_ids=["2"]).describe() == "<@1>, <@&2>"
+
+
+def test_resume_form_says_when_a_ui_approval_is_not_enough() -> None:
+    a = proposed("high")
+    text = approval_markdown(a, HIGH, deadline=DEADLINE, ui_allowed=False)
+    assert "is not sufficient for high risk" in text and "2 approvers" in text
+    assert "An approval here is sufficient." in approval_markdown(
+        proposed("low"), LOW, deadline=DEADLINE, ui_allowed=True
+    )
