@@ -9,7 +9,8 @@ fingerprint, one decision per action, one job per action.
 `Ledger` is one class, assembled from one part per concern so each stays small:
 connection and schema (`ledger_base`), dedup episodes (`ledger_episodes`), actions and
 approvals (`ledger_actions`), jobs and attempts (`ledger_jobs`), and the operational
-records — audit, heartbeats, alerts, cycles (`ledger_ops`).
+records — audit, heartbeats, alerts, cycles (`ledger_ops`); the approval listener's
+recovery queries (`ledger_votes`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from clients.ledger_base import IN_FLIGHT_STATUSES, from_ts, to_ts
 from clients.ledger_episodes import EpisodeLedger
 from clients.ledger_jobs import JobLedger
 from clients.ledger_ops import OpsLedger
+from clients.ledger_votes import VoteLedger
 
 
-class Ledger(EpisodeLedger, ActionLedger, JobLedger, OpsLedger):
+class Ledger(EpisodeLedger, ActionLedger, JobLedger, OpsLedger, VoteLedger):
     """Async access to the ledger database. Build it with the URL; it connects lazily."""
 
 
