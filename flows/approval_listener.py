@@ -1,15 +1,31 @@
 """The approval listener: Discord reactions resume paused `remediate_action` runs.
 
-Every poll it finds paused action runs through the Prefect API and their requests in
-the ledger, reads ✅/❌ reactions over REST (all pages), and decides with `core.approval`
-(bots and non-approvers ignored, ❌ beats ✅, removed reactions don't count, a quorum for
-high risk, the register's default at the deadline). It records the intended decision
-and decider, resumes the run, and marks the decision applied only when Prefect accepts.
-It keeps no state of its own: kill it at any moment and start it again.
+Every poll it reads the actions awaiting approval from the ledger and finds which of
+their runs are PAUSED through the Prefect API; for each it reads the ✅/❌ reactions of
+its Discord message over REST (all pages), records every vote it sees, and decides with
+`core.approval`: bots (itself included) and people outside the approver list are
+ignored, one allowed ❌ beats any ✅, a removed reaction no longer counts, high risk needs
+the register's number of distinct approvers, and at the deadline the register's default
+applies (judged on the votes as they stood at the deadline; a request that never reached
+Discord never runs by default). One reminder is posted when a configurable part of the
+window remains.
 
-Deployed, it runs as a flow for a bounded time (concurrency 1, ENQUEUE, scheduled so the
-next run starts as this one ends); `remediation-listener` runs the same loop as a plain
-process for a supervisor.
+Applying a decision: record the intent and decider in the ledger (the first intent per
+action wins), resume the run with the RunInput, and mark the decision applied only when
+Prefect answers ACCEPT. ABORT means someone resumed it first (the Prefect UI, or another
+listener): what Prefect applied is read back and recorded instead. A REJECT for "schema
+not found" (the run is still entering its pause) is retried next poll; any other REJECT
+is reported. The approval message is then edited to show the outcome.
+
+It keeps no state of its own: kill it at any moment and start it again. A new listener
+re-applies intents recorded but not applied, confirms from Prefect the ones applied but
+not marked, and edits the messages of decisions not yet shown (a `decision_announced`
+audit event marks those done) — nothing is lost, and the ledger's single decision per
+action means nothing is applied twice.
+
+`approval_listener` runs the loop as a flow for a bounded time (the deployment schedule
+is described in `flows/listener_settings.py`); `remediation-listener` runs the same loop
+as a plain process for a supervisor.
 """
 
 from __future__ import annotations
@@ -17,9 +33,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow
@@ -28,26 +46,42 @@ from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
+    FlowRunFilterId,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.logging import get_logger
 from pydantic import BaseModel
 
 from blocks.names import BlockNames
 from clients.errors import DiscordNotFound, UpstreamError
-from core import render
-from core.approval import APPROVE, REJECT, Approvers, deadline_outcome, tally
+from core.approval import (
+    APPROVE,
+    REJECT,
+    Approvers,
+    deadline_decision,
+    outcome_text,
+    reminder_due,
+    reminder_embed,
+    tally,
+    voters,
+)
 from core.policy import Policy, load_policy
-from core.records import ActionRecord, ActionStatus, Decision
+from core.records import ActionRecord, ActionStatus, Decision, Vote
 from flows import operator_controls
 from flows.connections import Connections, open_connections
-from flows.listener_settings import ListenerSettings
+from flows.listener_settings import DEPLOYED_RUN_SECONDS, ListenerSettings
 
 ACTION_FLOW = "remediate-action"
 NEEDED_BLOCKS = ("discord", "ledger")
+RUN_IDS_PER_QUERY = 100
+RECOVERY_LOOKBACK = timedelta(days=1)  # how far back unconfirmed/unshown decisions are found
 log = get_logger("remediation.listener")
+
+
+class ResumeRejected(Exception):
+    """Prefect refused the resume for a reason other than "schema not found"."""
 
 
 class PollStats(BaseModel):
@@ -55,7 +89,29 @@ class PollStats(BaseModel):
     pending: int = 0
     resumed: int = 0
     reminders: int = 0
+    confirmed: int = 0  # decisions applied earlier, confirmed from Prefect in this poll
+    announced: int = 0
     errors: list[str] = []
+
+
+class ListenerReport(BaseModel):
+    """What one bounded run of the loop did."""
+
+    polls: int = 0
+    resumed: int = 0
+    reminders: int = 0
+    errors: int = 0
+
+    def add(self, stats: PollStats) -> None:
+        self.polls += 1
+        self.resumed += stats.resumed
+        self.reminders += stats.reminders
+        self.errors += len(stats.errors)
+
+
+def _status(answer: Any) -> str:
+    status = answer.status
+    return str(getattr(status, "value", status))
 
 
 class Listener:
@@ -66,6 +122,7 @@ class Listener:
     ) -> None:
         self.conns, self.policy, self.settings, self.client = conns, policy, settings, client
         self._bot_id: str | None = None
+        self._roles: dict[str, tuple[float, list[str] | None]] = {}  # a cache, not state
         bot = conns.discord_bot
         self.approvers = Approvers(
             user_ids=bot.approver_user_ids,
@@ -73,41 +130,82 @@ class Listener:
             any_member=bot.allow_any_channel_member,
         )
 
-    async def paused_action_runs(self) -> dict[str, Any]:
-        runs = await self.client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[ACTION_FLOW])),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
-            ),
-            limit=200,
-        )
-        return {str(r.id): r for r in runs}
-
+    # --- one poll -------------------------------------------------------------------
     async def poll(self) -> PollStats:
         stats = PollStats()
         now = datetime.now(UTC)
-        await self.conns.ledger.heartbeat("listener", now=now)
-        paused = await self.paused_action_runs()
-        stats.paused_runs = len(paused)
-        waiting = await self.conns.ledger.actions_with_status(ActionStatus.AWAITING_APPROVAL)
-        stats.pending = len(waiting)
+        ledger = self.conns.ledger
+        await ledger.heartbeat("listener", now=now)
+        waiting = await ledger.actions_with_status(ActionStatus.AWAITING_APPROVAL)
+        paused = await self.paused_action_runs(
+            r.request.flow_run_id for r in waiting if r.request and r.request.flow_run_id
+        )
+        stats.pending, stats.paused_runs = len(waiting), len(paused)
         await operator_controls.check_dead_mans_switch(self.conns, "listener", now)
         if await operator_controls.answer_pending_when_paused(self, waiting, now):
             return stats
-        roles: dict[str, list[str]] = {}
         for record in waiting:
             run = paused.get(record.request.flow_run_id or "") if record.request else None
             if run is None:
                 continue  # not paused (yet, or any more): nothing to resume
             try:
-                if await self.decide(record, run, roles, now):
-                    stats.resumed += 1
-                if await self.remind(record, now):
-                    stats.reminders += 1
-            except UpstreamError as exc:
-                stats.errors.append(f"{record.proposal.action_id}: {exc}")
-                log.warning("listener: %s: %s", record.proposal.action_id, exc)
+                await self.step(record, run, now, stats)
+            except Exception as exc:  # noqa: BLE001 - one action's trouble never stops the rest
+                self._error(stats, record.proposal.action_id, exc)
+        await self.confirm_unapplied(paused, now, stats)
+        await self.announce_pending(now, stats)
         return stats
+
+    async def step(
+        self, record: ActionRecord, run: FlowRun, now: datetime, stats: PollStats
+    ) -> None:
+        decision, approvals = await self.evaluate(record, now)
+        if decision is not None:
+            if await self.apply(record, run, decision):
+                stats.resumed += 1
+        elif await self.remind(record, now, approvals):
+            stats.reminders += 1
+
+    def _error(self, stats: PollStats, action_id: str, exc: Exception) -> None:
+        stats.errors.append(f"{action_id}: {type(exc).__name__}: {exc}")
+        if isinstance(exc, UpstreamError | ResumeRejected):
+            log.warning("listener: %s: %s", action_id, exc)
+        else:
+            log.exception("listener: %s failed", action_id)
+
+    async def paused_action_runs(self, run_ids: Iterable[str] | None = None) -> dict[str, FlowRun]:
+        """PAUSED `remediate-action` runs by id: those among `run_ids`, or all of them."""
+        state = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+        flows = FlowFilter(name=FlowFilterName(any_=[ACTION_FLOW]))
+        found: dict[str, FlowRun] = {}
+        if run_ids is None:
+            offset = 0
+            while True:
+                page = await self.client.read_flow_runs(
+                    flow_filter=flows,
+                    flow_run_filter=FlowRunFilter(state=state),
+                    limit=RUN_IDS_PER_QUERY,
+                    offset=offset,
+                )
+                found.update((str(r.id), r) for r in page)
+                if len(page) < RUN_IDS_PER_QUERY:
+                    return found
+                offset += len(page)
+        ids = []
+        for rid in dict.fromkeys(run_ids):
+            try:
+                ids.append(uuid.UUID(rid))
+            except ValueError:
+                log.warning("listener: %r is not a flow run id", rid)
+        for i in range(0, len(ids), RUN_IDS_PER_QUERY):
+            chunk = ids[i : i + RUN_IDS_PER_QUERY]
+            page = await self.client.read_flow_runs(
+                flow_filter=flows,
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk), state=state),
+                limit=len(chunk),
+            )
+            found.update((str(r.id), r) for r in page)
+        return found
 
     # --- who may decide -------------------------------------------------------------
     async def bot_id(self) -> str:
@@ -115,192 +213,284 @@ class Listener:
             self._bot_id = (await self.conns.discord.current_user()).id
         return self._bot_id
 
-    async def allowed(self, user_id: str, roles: dict[str, list[str]]) -> bool:
+    async def member_roles(self, user_id: str) -> list[str] | None:
+        """A guild member's role ids (None: not a member), reused for `role_cache_seconds`."""
+        cached = self._roles.get(user_id)
+        if cached is not None and time.monotonic() - cached[0] < self.settings.role_cache_seconds:
+            return cached[1]
+        guild = self.conns.discord_bot.guild_id or ""
+        roles = await self.conns.discord.member_roles(guild, user_id)
+        self._roles[user_id] = (time.monotonic(), roles)
+        return roles
+
+    async def allowed(self, user_id: str) -> bool:
+        """Approver user ids or role ids from the Discord block; with neither listed, any
+        guild member only if `allow_any_channel_member` is set."""
         a = self.approvers
         if user_id in a.user_ids:
             return True
-        if a.role_ids and self.conns.discord_bot.guild_id:
-            if user_id not in roles:
-                roles[user_id] = await self.conns.discord.get_member_roles(
-                    self.conns.discord_bot.guild_id, user_id
-                )
-            if set(roles[user_id]) & set(a.role_ids):
-                return True
-        return not a.user_ids and not a.role_ids and a.any_member
+        guild = self.conns.discord_bot.guild_id
+        if a.role_ids:
+            if not guild:
+                return False  # roles cannot be checked without the guild
+            roles = await self.member_roles(user_id)
+            return bool(roles and set(roles) & set(a.role_ids))
+        if a.user_ids or not a.any_member:
+            return False
+        # Anyone in the channel; a person who left the guild no longer is.
+        return not guild or await self.member_roles(user_id) is not None
 
-    # --- deciding ---------------------------------------------------------------------
-    async def decide(
-        self, record: ActionRecord, run: Any, roles: dict[str, list[str]], now: datetime
-    ) -> bool:
-        request = record.request
-        assert request is not None
-        action = record.proposal
+    # --- deciding -------------------------------------------------------------------
+    async def read_votes(self, record: ActionRecord, now: datetime) -> tuple[list[Vote], set[str]]:
+        """Every reaction on the request, all pages, recorded as votes (bots excepted);
+        returns the action's votes and the bot ids seen."""
+        req = record.request
+        assert req is not None and req.message_id is not None
+        channel = req.channel_id or self.conns.discord_bot.approvals_channel_id
+        bots = {await self.bot_id()}
+        present: list[tuple[str, str, str]] = []
+        try:
+            for emoji in (REJECT, APPROVE):
+                for user in await self.conns.discord.list_reactions(channel, req.message_id, emoji):
+                    if user.bot or user.id in bots:
+                        bots.add(user.id)
+                    else:
+                        present.append((user.id, user.username, emoji))
+        except DiscordNotFound:
+            # The message was deleted: the votes recorded so far stand, no new ones come.
+            return await self.conns.ledger.votes(record.proposal.action_id), bots
+        votes = await self.conns.ledger.sync_votes(record.proposal.action_id, present, now=now)
+        return votes, bots
+
+    async def evaluate(
+        self, record: ActionRecord, now: datetime
+    ) -> tuple[Decision | None, list[str]]:
+        """The decision to apply now (if any) and the allowed approvals so far."""
+        req, action = record.request, record.proposal
+        assert req is not None
+        if record.decision is not None:  # intended before (a restart, a retry): apply it
+            return record.decision, []
         level = self.policy.risk.level(action.risk)
-        if record.decision is not None:  # intended before a restart: apply it again
-            return await self.apply(record, run, record.decision)
-        past_deadline = now >= request.deadline
-        bot_ids = {await self.bot_id()}
-        if request.message_id:
-            votes_seen = []
-            for emoji in (APPROVE, REJECT):
-                try:
-                    users = await self.conns.discord.list_reactions(
-                        request.channel_id or "", request.message_id, emoji
-                    )
-                except DiscordNotFound:
-                    users = []  # the message was deleted: only the deadline default remains
-                for u in users:
-                    if u.bot:
-                        bot_ids.add(u.id)
-                    votes_seen.append((u.id, u.username, emoji))
-            if not past_deadline:  # after the deadline, only votes recorded before it count
-                votes = await self.conns.ledger.sync_votes(action.action_id, votes_seen, now=now)
-            else:
-                votes = await self.conns.ledger.votes(action.action_id)
-            allowed = {
-                v.user_id
-                for v in votes
-                if v.user_id not in bot_ids and await self.allowed(v.user_id, roles)
-            }
-            result = tally(
-                votes,
-                allowed=lambda u: u in allowed,
-                bot_user_ids=bot_ids,
-                level=level,
-                cutoff=request.deadline,
+        votes: list[Vote] = []
+        bots: set[str] = set()
+        if req.message_id is not None:
+            votes, bots = await self.read_votes(record, now)
+        allowed = {
+            u for u in voters(votes, req.deadline) if u not in bots and await self.allowed(u)
+        }
+        result = tally(
+            votes,
+            allowed=allowed.__contains__,
+            bot_user_ids=bots,
+            level=level,
+            cutoff=req.deadline,
+        )
+        if result.decision is not None:
+            decision = Decision(
+                action_id=action.action_id,
+                decision=result.decision,
+                decider=", ".join(result.deciders),
+                via="discord",
+                intended_at=now,
             )
-            if result.decision is not None:
-                return await self.apply(
-                    record,
-                    run,
-                    Decision(
-                        action_id=action.action_id,
-                        decision=result.decision,
-                        decider=", ".join(result.deciders),
-                        via="discord",
-                        intended_at=now,
-                    ),
-                )
-        if past_deadline:
-            default = deadline_outcome(level, action) if request.message_id else "skip"
-            why = (
-                "deadline default"
-                if request.message_id
-                else "deadline passed; the request never reached Discord"
+            return decision, result.approvals
+        if now >= req.deadline:
+            choice, why = deadline_decision(
+                level, action, reached_discord=req.message_id is not None
             )
-            return await self.apply(
-                record,
-                run,
-                Decision(
-                    action_id=action.action_id,
-                    decision="approve" if default == "run" else "reject",
-                    decider="deadline default",
-                    via="deadline",
-                    comment=why,
-                    intended_at=now,
-                ),
+            decision = Decision(
+                action_id=action.action_id,
+                decision=choice,
+                decider="deadline default",
+                via="deadline",
+                comment=why,
+                intended_at=now,
             )
-        return False
+            return decision, result.approvals
+        return None, result.approvals
 
-    async def apply(self, record: ActionRecord, run: Any, decision: Decision) -> bool:
-        """Record the intent, resume, and mark applied only on ACCEPT."""
+    # --- applying ---------------------------------------------------------------------
+    async def apply(self, record: ActionRecord, run: FlowRun, decision: Decision) -> bool:
+        """Record the intent, resume, and mark it applied only on ACCEPT; True if resumed."""
         ledger = self.conns.ledger
-        decision = await ledger.record_decision_intent(decision)
+        intent = await ledger.record_decision_intent(decision)  # the first intent wins
         answer = await self.client.resume_flow_run(
             run.id,
-            run_input={"decision": decision.decision, "comment": (decision.comment or "")[:500]},
+            run_input={"decision": intent.decision, "comment": (intent.comment or "")[:500]},
         )
-        status = str(answer.status.value if hasattr(answer.status, "value") else answer.status)
+        status = _status(answer)
         reason = str(getattr(answer.details, "reason", "") or "")
         now = datetime.now(UTC)
+        action_id = intent.action_id
         if status == "ACCEPT":
-            await ledger.mark_decision_applied(decision.action_id, now=now)
-            await ledger.record_audit(
-                "decision_applied",
-                decision.model_dump(mode="json"),
-                now=now,
-                action_id=decision.action_id,
+            applied = await ledger.record_applied_decision(
+                intent.model_copy(update={"applied_at": now})
             )
-            await self.announce(record, decision)
+            await ledger.record_audit(
+                "decision_applied", applied.model_dump(mode="json"), now=now, action_id=action_id
+            )
+            await self.announce(record, applied, now)
             return True
-        if status == "ABORT":  # already resumed, e.g. from the UI: record what Prefect applied
-            applied = await self._applied_by_prefect(run, record)
+        if status == "ABORT":  # resumed already (Prefect UI, another listener)
+            await ledger.record_audit(
+                "resume_aborted",
+                {"reason": reason, "intended": intent.model_dump(mode="json")},
+                now=now,
+                action_id=action_id,
+            )
+            applied = await self.confirm(record, str(run.id), intent)
             if applied is not None:
-                await ledger.record_applied_decision(applied)
-                await self.announce(record, applied)
+                await self.announce(record, applied, now)
             return False
         if "schema not found" in reason.lower():
             return False  # the run is still entering its pause: retried next poll
-        log.error("resume of %s rejected: %s", run.id, reason)
         await ledger.record_audit(
-            "resume_rejected", {"reason": reason}, now=now, action_id=decision.action_id
+            "resume_rejected", {"status": status, "reason": reason}, now=now, action_id=action_id
         )
-        return False
+        raise ResumeRejected(f"Prefect refused to resume run {run.id} ({status}): {reason}")
 
-    async def _applied_by_prefect(self, run: Any, record: ActionRecord) -> Decision | None:
-        key = (record.request.pause_key if record.request else None) or (
-            f"approve-{record.proposal.action_id}"
-        )
+    async def prefect_response(self, run_id: str) -> dict[str, Any] | None:
+        """The input the run's latest pause was resumed with, or None (not resumed with
+        input: still paused, failed, crashed or cancelled)."""
+        states = await self.client.read_flow_run_states(uuid.UUID(run_id))
+        paused = [
+            s
+            for s in states
+            if s.type == StateType.PAUSED and (s.state_details.run_input_keyset or {})
+        ]
+        if not paused:
+            return None
+        latest = max(paused, key=lambda s: s.timestamp)
+        key = latest.state_details.run_input_keyset.get("response")
         try:
-            raw = await self.client.read_flow_run_input(run.id, f"paused-{key}-response")
-        except Exception:  # noqa: BLE001 - no stored response: nothing to record
+            raw = await self.client.read_flow_run_input(uuid.UUID(run_id), key)
+        except Exception:  # noqa: BLE001 - no stored response (a 404): nothing applied
             return None
         data = json.loads(raw) if isinstance(raw, str) else raw
+        return data if isinstance(data, dict) and data.get("decision") else None
+
+    async def confirm(
+        self, record: ActionRecord, run_id: str, intent: Decision | None
+    ) -> Decision | None:
+        """Record what Prefect applied to a run resumed by someone else (or by a listener
+        killed before it could mark it): the recorded intent if the input matches it,
+        else a Prefect UI decision — unless that is a UI approve the register refuses (the
+        run then pauses again with a new key and stays gated)."""
+        response = await self.prefect_response(run_id)
+        if response is None:
+            return None
+        ledger = self.conns.ledger
         now = datetime.now(UTC)
-        return Decision(
+        if intent is not None and intent.via != "ui" and response["decision"] == intent.decision:
+            return await ledger.record_applied_decision(
+                intent.model_copy(update={"applied_at": intent.applied_at or now})
+            )
+        level = self.policy.risk.level(record.proposal.risk)
+        if response["decision"] == "approve" and not level.ui_approval_allowed:
+            return None
+        ui = Decision(
             action_id=record.proposal.action_id,
-            decision=data["decision"],
+            decision=response["decision"],
             decider="Prefect UI",
             via="ui",
-            comment=data.get("comment") or None,
+            comment=(response.get("comment") or None),
             intended_at=now,
             applied_at=now,
         )
+        return await ledger.record_applied_decision(ui)
 
-    async def announce(self, record: ActionRecord, decision: Decision) -> None:
-        """Edit the approval message to show how it was decided."""
+    async def confirm_unapplied(
+        self, paused: dict[str, FlowRun], now: datetime, stats: PollStats
+    ) -> None:
+        """Intents whose run is no longer paused: a listener died between the resume and
+        marking it applied, or lost a race. Confirm them from what Prefect applied."""
+        ledger = self.conns.ledger
+        for action_id in await ledger.unapplied_decisions(since=now - RECOVERY_LOOKBACK):
+            try:
+                record = await ledger.get_action(action_id)
+                if record is None or record.decision is None or record.decision.applied_at:
+                    continue
+                run_id = (record.request.flow_run_id if record.request else None) or (
+                    record.flow_run_id
+                )
+                if run_id is None or run_id in paused:
+                    continue  # still paused: `step` applies the intent
+                if await self.confirm(record, run_id, record.decision) is not None:
+                    stats.confirmed += 1
+            except Exception as exc:  # noqa: BLE001
+                self._error(stats, action_id, exc)
+
+    # --- telling people -----------------------------------------------------------------
+    async def announce(self, record: ActionRecord, decision: Decision, now: datetime) -> bool:
+        """Edit the approval message to show how it was decided (once: an audit event
+        marks it done; a restarted listener finishes what a killed one began)."""
         req = record.request
-        if not req or not req.message_id:
-            return
-        verb = "✅ Approved" if decision.decision == "approve" else "❌ Rejected"
-        text = {
-            "discord": f"{verb} by {decision.decider}",
-            "deadline": (
-                "⏰ Ran by deadline default"
-                if decision.decision == "approve"
-                else "⏰ Deadline passed: will not run"
-            ),
-            "ui": f"{verb} — decided in Prefect UI",
-        }.get(decision.via, f"{verb} ({decision.via})")
+        if req is None or req.message_id is None:
+            return False
+        channel = req.channel_id or self.conns.discord_bot.approvals_channel_id
         try:
             await self.conns.discord.edit_message(
-                req.channel_id or "", req.message_id, content=text
+                channel, req.message_id, content=outcome_text(decision)
             )
+        except DiscordNotFound:
+            pass  # deleted: nothing left to edit
         except UpstreamError as exc:
-            log.warning("could not edit the approval message: %s", exc)
+            log.warning("could not edit the approval message (retried next poll): %s", exc)
+            return False
+        await self.conns.ledger.record_audit(
+            "decision_announced",
+            {"message_id": req.message_id, "text": outcome_text(decision)},
+            now=now,
+            action_id=decision.action_id,
+        )
+        return True
 
-    async def remind(self, record: ActionRecord, now: datetime) -> bool:
+    async def announce_pending(self, now: datetime, stats: PollStats) -> None:
+        """Applied decisions not yet shown in Discord (UI decisions, a killed listener)."""
+        ledger = self.conns.ledger
+        for action_id in await ledger.decisions_to_announce(since=now - RECOVERY_LOOKBACK):
+            try:
+                record = await ledger.get_action(action_id)
+                if record and record.decision and await self.announce(record, record.decision, now):
+                    stats.announced += 1
+            except Exception as exc:  # noqa: BLE001
+                self._error(stats, action_id, exc)
+
+    async def remind(self, record: ActionRecord, now: datetime, approvals: list[str]) -> bool:
+        """The one reminder, when the configured part of the window remains."""
         req = record.request
-        if req is None or req.reminder_sent_at is not None or record.decision is not None:
+        if req is None or req.message_id is None or req.reminder_sent_at is not None:
             return False
-        window = (req.deadline - req.requested_at).total_seconds()
-        if (req.deadline - now).total_seconds() > window * self.settings.reminder_fraction:
+        due = reminder_due(
+            req.requested_at,
+            req.deadline,
+            now,
+            fraction=self.settings.reminder_fraction,
+            before_seconds=self.settings.reminder_seconds,
+        )
+        action = record.proposal
+        if not due or not await self.conns.ledger.mark_reminder_sent(action.action_id, now=now):
             return False
-        if now >= req.deadline or not await self.conns.ledger.mark_reminder_sent(
-            record.proposal.action_id, now=now
-        ):
-            return False
-        a = record.proposal
-        ts = int(req.deadline.timestamp())
-        await self.conns.discord.create_message(
-            self.conns.discord_bot.approvals_channel_id,
-            embeds=[
-                render.notice_message(
-                    f"⏳ Reminder: {a.catalog_key} on {a.host} awaits a decision",
-                    f"The deadline is <t:{ts}:R>. React ✅ or ❌ on the request above.",
-                    color=self.policy.risk.level(a.risk).color,
-                )
-            ],
+        bot = self.conns.discord_bot
+        channel = req.channel_id or bot.approvals_channel_id
+        url = (
+            f"https://discord.com/channels/{bot.guild_id}/{channel}/{req.message_id}"
+            if bot.guild_id
+            else None
+        )
+        embed = reminder_embed(
+            action,
+            self.policy.risk.level(action.risk),
+            deadline=req.deadline,
+            approvals=approvals,
+            message_url=url,
+        )
+        await self.conns.discord.create_message(channel, embeds=[embed])
+        await self.conns.ledger.record_audit(
+            "reminder_sent",
+            {"deadline": req.deadline.isoformat()},
+            now=now,
+            action_id=action.action_id,
         )
         return True
 
@@ -312,54 +502,82 @@ async def run_listener(
     *,
     stop: Callable[[], bool] | None = None,
     on_poll: Callable[[PollStats], Awaitable[None]] | None = None,
-) -> int:
-    """Poll until `run_seconds` elapse (or `stop()`); returns the number of polls."""
+    until: datetime | None = None,
+) -> ListenerReport:
+    """Poll every `poll_seconds` until `until` (default: `run_seconds` from now, or
+    forever) or `stop()`; never starts a poll that could not begin before the end."""
     conns = await open_connections(names, NEEDED_BLOCKS)
-    started = time.monotonic()
-    polls = 0
+    if until is None and settings.run_seconds is not None:
+        until = datetime.now(UTC) + timedelta(seconds=settings.run_seconds)
+    report = ListenerReport()
     async with conns, get_client() as client:
         listener = Listener(conns, policy, settings, client)
+        next_at = time.monotonic()
         while True:
             try:
                 stats = await listener.poll()
-                if on_poll is not None:
-                    await on_poll(stats)
-            except UpstreamError as exc:
-                log.error("listener poll failed: %s", exc)
-            polls += 1
-            elapsed = time.monotonic() - started
-            if (stop and stop()) or (
-                settings.run_seconds is not None
-                and elapsed + settings.poll_seconds > settings.run_seconds
-            ):
-                return polls
-            await asyncio.sleep(settings.poll_seconds)
+            except Exception as exc:  # a supervisor-grade loop goes on
+                log.exception("listener poll failed")
+                stats = PollStats(errors=[f"poll: {type(exc).__name__}: {exc}"])
+            report.add(stats)
+            if on_poll is not None:
+                await on_poll(stats)
+            next_at = max(next_at + settings.poll_seconds, time.monotonic())
+            wait = next_at - time.monotonic()
+            if until is not None and datetime.now(UTC) + timedelta(seconds=wait) >= until:
+                return report
+            while (remaining := next_at - time.monotonic()) > 0:
+                if stop is not None and stop():
+                    return report
+                await asyncio.sleep(min(remaining, 0.25))
+            if stop is not None and stop():
+                return report
+
+
+def _scheduled_start() -> datetime | None:
+    """The scheduled start of this run when it belongs to a deployment (else None)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    run = ctx.flow_run if ctx is not None else None
+    if run is None or run.deployment_id is None or run.expected_start_time is None:
+        return None
+    return datetime.fromtimestamp(run.expected_start_time.timestamp(), UTC)
 
 
 @flow(name="approval-listener", retries=0)
 async def approval_listener(
     policy: dict[str, Any] | None = None,
     blocks: BlockNames = BlockNames(),  # noqa: B008 - an immutable pydantic default
-    settings: ListenerSettings = ListenerSettings(run_seconds=270),  # noqa: B008
-) -> int:
-    """Poll Discord and resume paused actions for a bounded time."""
-    return await run_listener(blocks, load_policy(policy), settings)
+    settings: ListenerSettings = ListenerSettings(run_seconds=DEPLOYED_RUN_SECONDS),  # noqa: B008
+) -> ListenerReport:
+    """Poll Discord and resume paused actions for a bounded time, then return.
+
+    A deployed run counts `run_seconds` from its scheduled start, so it ends just before
+    the next scheduled run is due (see `flows/listener_settings.py`)."""
+    seconds = settings.run_seconds or DEPLOYED_RUN_SECONDS
+    start = _scheduled_start() or datetime.now(UTC)
+    until = start + timedelta(seconds=seconds)
+    return await run_listener(blocks, load_policy(policy), settings, until=until)
 
 
 def main(argv: list[str] | None = None) -> int:
     """`remediation-listener`: the same loop as a plain process (for a supervisor)."""
     parser = argparse.ArgumentParser(
         prog="remediation-listener",
-        description="Resume paused remediation actions from Discord reactions.",
+        description="Resume paused remediation actions from Discord reactions "
+        "(needs PREFECT_API_URL and the saved blocks).",
     )
-    parser.add_argument("--poll-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--poll-seconds", type=float, default=20.0, help="seconds between polls (default 20)"
+    )
     parser.add_argument(
         "--run-seconds",
         type=float,
         default=None,
-        help="stop after this long (default: run until stopped)",
+        help="stop after this long (default: run until SIGTERM/SIGINT)",
     )
-    parser.add_argument("--policy", help="policy file (YAML or JSON)")
+    parser.add_argument("--policy", help="policy file (YAML or JSON; default: built-in policy)")
     parser.add_argument("--blocks", help='block names as JSON, e.g. \'{"discord": "bot"}\'')
     args = parser.parse_args(argv)
     from flows.policy_cli import read_policy_file
@@ -367,5 +585,14 @@ def main(argv: list[str] | None = None) -> int:
     names = BlockNames.model_validate_json(args.blocks) if args.blocks else BlockNames()
     policy = load_policy(read_policy_file(args.policy) if args.policy else None)
     settings = ListenerSettings(poll_seconds=args.poll_seconds, run_seconds=args.run_seconds)
-    asyncio.run(run_listener(names, policy, settings))
+
+    async def supervised() -> ListenerReport:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        return await run_listener(names, policy, settings, stop=stopping.is_set)
+
+    report = asyncio.run(supervised())
+    print(report.model_dump_json())
     return 0
