@@ -20,10 +20,11 @@ from clients.ledger_base import IN_FLIGHT_STATUSES, from_ts, to_ts
 from clients.ledger_episodes import EpisodeLedger
 from clients.ledger_jobs import JobLedger
 from clients.ledger_ops import OpsLedger
+from clients.ledger_outcomes import OutcomeLedger
 from clients.ledger_votes import VoteLedger
 
 
-class Ledger(EpisodeLedger, ActionLedger, JobLedger, OpsLedger, VoteLedger):
+class Ledger(EpisodeLedger, ActionLedger, JobLedger, OpsLedger, VoteLedger, OutcomeLedger):
     """Async access to the ledger database. Build it with the URL; it connects lazily."""
 
 

@@ -1,72 +1,153 @@
-"""The cycle's closing summary (the chart's "Workflow Complete")."""
+"""Closing summaries: the cycle's "Workflow Complete" summary, and the escalation of an
+issue whose remediation attempts ran out (a manual issue with its history)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 
+from core.models import Issue
+from core.policy import Policy
 from core.records import ActionRecord
+from core.render import quoted
+from core.vetting import AttemptRecord
 from core.wire import Embed, EmbedField
 
-BLUE = 0x3498DB
+BLUE, RED = 0x3498DB, 0xE74C3C
 
 
-def _line(r: ActionRecord) -> str:
+# --- the cycle summary ---------------------------------------------------------------
+def _seconds(start: datetime | None, end: datetime | None) -> str:
+    return f"{(end - start).total_seconds():.0f}" if start and end else "-"
+
+
+def _decision(r: ActionRecord) -> str:
     d = r.decision
-    decided = f"{d.decision} by {d.decider} ({d.via})" if d else r.status.value
-    job = f"{r.job.state or '-'}" if r.job else "not launched"
-    duration = ""
-    if r.job and r.job.launched_at and r.job.finished_at:
-        duration = f", {(r.job.finished_at - r.job.launched_at).total_seconds():.0f} s"
-    return f"{decided}; job {job}{duration}"
+    return f"{d.decision} by {d.decider} ({d.via})" if d else "-"
 
 
 def cycle_summary_rows(
-    records: Sequence[ActionRecord], verdicts: dict[str, str]
+    records: Sequence[ActionRecord], verdicts: Mapping[str, str]
 ) -> list[dict[str, str]]:
-    return [
-        {
-            "action": r.proposal.catalog_key,
-            "host": r.proposal.host,
-            "status": r.status.value,
-            "decision": (
-                f"{r.decision.decision} by {r.decision.decider} ({r.decision.via})"
-                if r.decision
-                else "-"
-            ),
-            "job": (r.job.state or "-") if r.job else "not launched",
-            "verdict": verdicts.get(r.proposal.action_id, "-"),
-            "total_seconds": f"{(r.updated_at - r.created_at).total_seconds():.0f}",
-        }
-        for r in records
-    ]
+    """Per action: decision, job state, verdict and durations (seconds)."""
+    rows = []
+    for r in records:
+        d, job, req = r.decision, r.job, r.request
+        asked = req.requested_at if req else r.created_at
+        decided = (d.applied_at or d.intended_at) if d else None
+        rows.append(
+            {
+                "action": r.proposal.catalog_key,
+                "host": r.proposal.host,
+                "status": r.status.value,
+                "decision": _decision(r),
+                "job": (job.state or "-") if job else "not launched",
+                "verdict": verdicts.get(r.proposal.action_id, "-"),
+                "decision_seconds": _seconds(asked, decided),
+                "job_seconds": _seconds(
+                    job.launched_at if job else None, job.finished_at if job else None
+                ),
+                "total_seconds": _seconds(r.created_at, r.updated_at),
+            }
+        )
+    return rows
 
 
-def cycle_summary_embed(
-    cycle_id: str, records: Sequence[ActionRecord], verdicts: dict[str, str]
-) -> Embed:
+def cycle_summary_embed(cycle_id: str, rows: Sequence[Mapping[str, str]]) -> Embed:
     fields = [
         EmbedField(
-            name=f"{r.proposal.catalog_key} on {r.proposal.host}"[:256],
-            value=f"{_line(r)}; verdict {verdicts.get(r.proposal.action_id, '-')}"[:1024],
+            name=f"{r['action']} on {r['host']}"[:256],
+            value=(
+                f"{r['decision']}; job {r['job']} ({r['job_seconds']} s); "
+                f"verdict **{r['verdict']}**; decided in {r['decision_seconds']} s, "
+                f"{r['total_seconds']} s in all"
+            )[:1024],
         )
-        for r in records[:25]
+        for r in rows[:25]
     ]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    tally = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
     return Embed(
-        title=f"✅ Workflow complete: {len(records)} action(s) of this cycle ended",
+        title=f"🏁 Workflow complete: {len(rows)} action(s) of this cycle ended",
+        description=f"Verdicts: {tally}." if rows else None,
         color=BLUE,
         fields=fields,
         footer=f"cycle {cycle_id}",
     )
 
 
-def cycle_summary_markdown(cycle_id: str, rows: list[dict[str, str]]) -> str:
+def cycle_summary_markdown(cycle_id: str, rows: Sequence[Mapping[str, str]]) -> str:
     head = (
-        "| action | host | status | decision | job | verdict | seconds |\n"
-        "|---|---|---|---|---|---|---|"
+        "| action | host | status | decision | job | verdict | decided in (s) | job (s) "
+        "| total (s) |\n|---|---|---|---|---|---|---|---|---|"
     )
     body = "\n".join(
         f"| `{r['action']}` | {r['host']} | {r['status']} | {r['decision']} | {r['job']} | "
-        f"{r['verdict']} | {r['total_seconds']} |"
+        f"{r['verdict']} | {r['decision_seconds']} | {r['job_seconds']} | {r['total_seconds']} |"
         for r in rows
     )
     return f"# Cycle `{cycle_id}` complete\n\n{head}\n{body}\n"
+
+
+# --- attempts exhausted --------------------------------------------------------------
+class AttemptDetail(AttemptRecord):
+    """One recorded attempt, with what was tried and what verification said."""
+
+    action_id: str
+    catalog_key: str
+    explanation: str = ""
+
+
+def exhausted(
+    history: Mapping[str, Sequence[AttemptRecord]], policy: Policy, now: datetime
+) -> dict[str, list[AttemptRecord]]:
+    """Fingerprints out of attempts (the rule `core.vetting` applies to actions): at
+    least `attempts_per_window` counted attempts in the attempt window. Each maps to its
+    counted attempts."""
+    window = timedelta(seconds=policy.attempt_window_seconds)
+    out = {}
+    for fp, records in history.items():
+        counted = [r for r in records if r.counts and now - r.at < window]
+        if len(counted) >= policy.attempts_per_window:
+            out[fp] = counted
+    return out
+
+
+def _window_text(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
+def escalation_embed(
+    issue: Issue, history: Sequence[AttemptDetail], policy: Policy, *, cycle_id: str
+) -> Embed:
+    """The issue as a manual issue: automatic remediation gave up, here is what it tried."""
+    counted = [a for a in history if a.counts]
+    lines = [
+        f"{a.at.isoformat(timespec='seconds')}  {a.catalog_key:<16} {a.outcome:<12} "
+        f"{a.explanation[:120]}"
+        for a in history[-10:]
+    ]
+    return Embed(
+        title=f"🆘 Manual issue: {issue.check.value} {issue.subject} on {issue.host} — "
+        f"out of attempts"[:256],
+        description=(
+            f"{len(counted)} failed or ineffective attempt(s) in the last "
+            f"{_window_text(policy.attempt_window_seconds)} (limit "
+            f"{policy.attempts_per_window}). No further action will be proposed for this "
+            "issue until the window passes; please look at it by hand."
+        ),
+        color=RED,
+        fields=[
+            EmbedField(name="Host", value=f"`{issue.host}`", inline=True),
+            EmbedField(name="Issue", value=f"`{issue.fingerprint}`"[:1024], inline=True),
+            EmbedField(name="Now", value=(issue.summary or "-")[:1024]),
+            EmbedField(name="Attempt history", value=quoted("\n".join(lines) or "-", 1000)),
+        ],
+        footer=f"cycle {cycle_id}",
+    )

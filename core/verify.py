@@ -1,104 +1,198 @@
 """Verification: did the job fix the issue? A deterministic re-check bounds Claude.
 
-The issue's condition is re-evaluated for the host over data that starts after the job
-ended: gauges and unit states as their latest value since then, counter-based checks
-(CPU, I/O pressure) as a rate over exactly that window — a sustained-for rule is not
-re-applied with its full duration. With fewer than two scrapes since the job, the
-counter part is unknown. Missing data is never a success.
+The issue's condition is re-evaluated for its host over data that starts after the job
+ended (the window is `job end → now`, never earlier):
+
+- gauges and unit states (memory, disk, failed/inactive unit) are an instant query —
+  the latest value, which is fresh because at least one successful scrape of the host
+  happened since the job and the host is up now (a host that went down leaves stale
+  series behind: no value, so no verdict);
+- counter-based checks (CPU, I/O pressure) are a rate over exactly that window; a
+  sustained-for rule is not re-applied with its full duration. A rate needs two
+  samples: with fewer than two successful scrapes since the job that part is unknown;
+- the host-down check reads `up` itself.
+
+Missing data is never a success: an unknown part makes the whole re-check unknown, and
+an unknown re-check can never be `effective`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
-from core.checks import SUBJECT_LABEL, DetectionSettings, base_queries
+from core.checks import SUBJECT_LABEL, UNITS, DetectionSettings, base_queries, promql_string
 from core.detect import COMPARE, host_name
 from core.models import CheckName, Frozen, Issue
-from core.prompt import SECTION_TAG
+from core.records import ActionRecord, Decision
 from core.render import quoted
+from core.vetting import ProposedAction
 from core.wire import ClaudeReply, Embed, EmbedField, Sample
 
 VERDICT_TOOL = "submit_verdict"
 Verdict = Literal["effective", "ineffective", "inconclusive"]
+VERDICTS: tuple[str, ...] = ("effective", "ineffective", "inconclusive")
 COUNTER_CHECKS = (CheckName.CPU, CheckName.IO_PRESSURE)
-MIN_SCRAPES = 2
+MIN_RATE_SCRAPES = 2
+# Untrusted text must not open or close a section of the verification prompt.
+_SECTION = re.compile(r"(?i)<\s*/?\s*(logs|issues|catalog|context|recheck|job|output|action)\b")
 
 
 class Recheck(Frozen):
-    """The issue's condition re-evaluated after the job."""
+    """The condition of one issue (or, with `parts`, of several) after the job."""
 
     fingerprint: str
+    check: str = ""
+    subject: str = ""
     still_breaching: bool | None = None  # None: no usable data
     value: float | None = None
     before: float | None = None
-    data_points: int = 0
+    data_points: int = 0  # successful scrapes of the host since the job ended
     detail: str = ""
+    parts: tuple[Recheck, ...] = ()
+
+    def metric_lines(self) -> list[str]:
+        """`check subject: before → after` for each issue re-checked."""
+        return [_metric_line(p) for p in (self.parts or (self,))]
 
 
-def recheck_queries(issue: Issue, settings: DetectionSettings, window_s: int) -> dict[str, str]:
-    """PromQL for the re-check over the last `window_s` seconds (the time since the job
-    ended): the check's value and the number of scrapes of the host since then."""
-    window = f"{max(window_s, 1)}s"
-    step = f"{max(1, window_s // 10)}s"  # several points even in a short window
-    base = base_queries(settings.model_copy(update={"rate_window": window}))[issue.check.value]
-    if issue.check in COUNTER_CHECKS:
-        value = base  # a rate over exactly the window since the job ended
+def _fmt(value: float | None, unit: str, missing: str) -> str:
+    if value is None:
+        return missing
+    return f"{value:.3g}{(' ' + unit) if unit else ''}"
+
+
+def _metric_line(r: Recheck) -> str:
+    unit = UNITS.get(r.check, "")
+    what = f"{r.check} {r.subject}".strip() if r.subject not in ("", "-") else r.check
+    return (
+        f"{what or r.fingerprint}: {_fmt(r.before, unit, '-')} → {_fmt(r.value, unit, 'no data')}"
+    )
+
+
+# --- the re-check queries ------------------------------------------------------------
+def _host_selector(settings: DetectionSettings, host: str) -> str:
+    """`up_selector` narrowed to one host (with or without a `:port` suffix)."""
+    if settings.strip_port:
+        matcher = f'{settings.host_label}=~"{promql_string(re.escape(host))}(:[0-9]+)?"'
     else:
-        value = f"last_over_time(({base})[{window}:{step}])"
-    return {"value": value, "scrapes": f"count_over_time({settings.up_selector}[{window}])"}
+        matcher = f'{settings.host_label}="{promql_string(host)}"'
+    sel = settings.up_selector.strip()
+    if sel.endswith("}"):
+        inner = sel[sel.index("{") + 1 : -1].strip()
+        return sel[: sel.index("{")] + "{" + (f"{inner}, " if inner else "") + matcher + "}"
+    return f"{sel}{{{matcher}}}"
 
 
-def _pick(samples: list[Sample], issue: Issue, settings: DetectionSettings) -> Sample | None:
-    label = SUBJECT_LABEL.get(issue.check.value)
+def window_duration(window_s: float) -> str:
+    """A PromQL duration of at most `window_s` (rounded down to the millisecond, so the
+    window never reaches back before the job's end)."""
+    return f"{max(int(window_s * 1000), 1)}ms"
+
+
+def recheck_queries(issue: Issue, settings: DetectionSettings, window_s: float) -> dict[str, str]:
+    """Instant PromQL for the re-check of `issue`, `window_s` seconds after the job ended.
+
+    - `value`: the check's value for the host (gauges as they are now; counters as a
+      rate over exactly the window since the job ended);
+    - `up`: the host's scrape target now;
+    - `scrapes_ok` / `scrapes`: successful / all scrapes of the host in that window.
+    """
+    window = window_duration(window_s)
+    up_host = _host_selector(settings, issue.host)
+    if issue.check is CheckName.HOST_DOWN:
+        value = up_host
+    else:
+        base = base_queries(settings.model_copy(update={"rate_window": window}))[issue.check.value]
+        value = f"({base}) and on ({settings.host_label}) {up_host}"
+    return {
+        "value": value,
+        "up": up_host,
+        "scrapes_ok": f"sum_over_time({up_host}[{window}])",
+        "scrapes": f"count_over_time({up_host}[{window}])",
+    }
+
+
+def _pick(samples: Sequence[Sample], host: str, label: str | None, subject: str,
+          settings: DetectionSettings) -> Sample | None:  # fmt: skip
     for s in samples:
-        if host_name(s.labels, settings) != issue.host:
+        if host_name(s.labels, settings) != host:
             continue
-        if label is None or s.labels.get(label) == issue.subject:
+        if label is None or s.labels.get(label) == subject:
             return s
     return None
+
+
+def _number(samples: Sequence[Sample] | None, issue: Issue, settings: DetectionSettings,
+            *, subject: bool = False) -> float | None:  # fmt: skip
+    label = SUBJECT_LABEL.get(issue.check.value) if subject else None
+    s = _pick(samples or [], issue.host, label, issue.subject, settings)
+    if s is None or math.isnan(s.value):
+        return None
+    return s.value
 
 
 def evaluate_recheck(
     issue: Issue,
     settings: DetectionSettings,
-    *,
-    value_samples: list[Sample] | None,
-    scrape_samples: list[Sample] | None,
-    errors: list[str] = (),  # type: ignore[assignment]
+    samples: Mapping[str, Sequence[Sample]],
+    errors: Sequence[str] = (),
 ) -> Recheck:
-    """Apply the issue's rule (without its duration) to the fresh value."""
+    """Apply the issue's rule (without its duration) to the answers of `recheck_queries`."""
     rule = settings.rule(issue.check)
-    scrapes = _pick(
-        scrape_samples or [], issue.model_copy(update={"check": CheckName.HOST_DOWN}), settings
-    )
-    points = int(scrapes.value) if scrapes and not math.isnan(scrapes.value) else 0
-    base = {"fingerprint": issue.fingerprint, "before": issue.value, "data_points": points}
+    attempts = int(_number(samples.get("scrapes"), issue, settings) or 0)
+    ok = int(_number(samples.get("scrapes_ok"), issue, settings) or 0)
+    up = _number(samples.get("up"), issue, settings)
+    base: dict[str, Any] = {
+        "fingerprint": issue.fingerprint,
+        "check": issue.check.value,
+        "subject": issue.subject,
+        "before": issue.value,
+        "data_points": ok,
+    }
+
+    def unknown(why: str) -> Recheck:
+        return Recheck(**base, detail=why)
+
     if errors:
-        return Recheck(**base, detail="re-check query failed: " + "; ".join(errors))
+        return unknown("re-check query failed: " + "; ".join(errors))
     if rule is None:
-        return Recheck(**base, detail=f"no enabled rule for {issue.check.value}")
-    if issue.check in COUNTER_CHECKS and points < MIN_SCRAPES:
-        return Recheck(
-            **base, detail=f"only {points} scrape(s) since the job ended: a rate needs at least two"
-        )
-    if points == 0:
-        return Recheck(**base, detail="no scrape of the host since the job ended")
-    sample = _pick(value_samples or [], issue, settings)
-    if sample is None or math.isnan(sample.value):
-        return Recheck(**base, detail="no value for this host and subject since the job ended")
-    breaching = COMPARE[rule.operator](sample.value, rule.threshold)
+        return unknown(f"no enabled rule for {issue.check.value}")
+    if issue.check is CheckName.HOST_DOWN:
+        base["data_points"] = attempts
+        if attempts == 0 or up is None:
+            return unknown("no scrape of the host was attempted since the job ended")
+        value = up
+    else:
+        if up is None:
+            return unknown("the host is not a scrape target now: no data")
+        if up == 0:
+            return unknown("the host is down now (up == 0): no fresh data")
+        if ok == 0:
+            return unknown("no successful scrape of the host since the job ended")
+        if issue.check in COUNTER_CHECKS and ok < MIN_RATE_SCRAPES:
+            return unknown(
+                f"only {ok} scrape since the job ended: a rate needs at least {MIN_RATE_SCRAPES}"
+            )
+        value = _number(samples.get("value"), issue, settings, subject=True)
+        if value is None:
+            return unknown("no value for this host and subject since the job ended")
+    breaching = COMPARE[rule.operator](value, rule.threshold)
     return Recheck(
         **base,
         still_breaching=breaching,
-        value=sample.value,
-        detail=f"now {sample.value:.3g} ({rule.operator} {rule.threshold:g} "
-        f"{'still breached' if breaching else 'cleared'})",
+        value=value,
+        detail=f"now {value:.3g} ({rule.operator} {rule.threshold:g} "
+        f"{'still breached' if breaching else 'cleared'}; {base['data_points']} scrape(s) "
+        "since the job)",
     )
 
 
-def combine_rechecks(rechecks: list[Recheck]) -> Recheck:
+def combine_rechecks(rechecks: Sequence[Recheck]) -> Recheck:
     """One view over several addressed issues: breaching if any is, cleared only if all
     are cleared with data, otherwise unknown."""
     if len(rechecks) == 1:
@@ -108,31 +202,67 @@ def combine_rechecks(rechecks: list[Recheck]) -> Recheck:
     return Recheck(
         fingerprint=",".join(r.fingerprint for r in rechecks),
         still_breaching=True if any_breach else (False if all_clear else None),
-        data_points=min(r.data_points for r in rechecks),
+        data_points=min((r.data_points for r in rechecks), default=0),
         detail="; ".join(f"{r.fingerprint}: {r.detail}" for r in rechecks),
+        parts=tuple(rechecks),
     )
 
 
+# --- the verdict ---------------------------------------------------------------------
 def deterministic_verdict(recheck: Recheck) -> Verdict:
     if recheck.still_breaching is None:
         return "inconclusive"
     return "ineffective" if recheck.still_breaching else "effective"
 
 
-def bound_verdict(claude: Verdict | None, recheck: Recheck) -> tuple[Verdict, str]:
-    """Claude's verdict, bounded by the re-check; returns the verdict and why it moved."""
+def bound_verdict(
+    claude: Verdict | None, recheck: Recheck, *, unavailable: str = "Claude unavailable"
+) -> tuple[Verdict, str]:
+    """Claude's verdict bounded by the re-check; returns the verdict and a note saying
+    why it differs from Claude's (empty when it does not)."""
     fixed = deterministic_verdict(recheck)
     if claude is None:
-        return fixed, "Claude unavailable: the deterministic re-check stands"
+        return fixed, f"{unavailable}: the deterministic re-check stands"
     if recheck.still_breaching is True and claude != "ineffective":
         return "ineffective", f"Claude said {claude}, but the condition still breaches"
     if recheck.still_breaching is None and claude == "effective":
         return "inconclusive", "Claude said effective, but there is no data to confirm it"
     if recheck.still_breaching is False and claude == "ineffective":
-        return "inconclusive", (
-            "Claude said ineffective, but the metric cleared: the evidence conflicts"
+        return (
+            "inconclusive",
+            "Claude said ineffective, but the metric cleared: the evidence conflicts",
         )
     return claude, ""
+
+
+class Verification(Frozen):
+    """Everything verification learned about one action."""
+
+    verdict: Verdict
+    explanation: str
+    recheck: Recheck
+    claude_verdict: str | None = None
+    note: str = ""  # why the verdict differs from Claude's, or that Claude was unavailable
+    logs_status: str = ""
+    window_seconds: float = 0.0
+    started_at: datetime
+    finished_at: datetime
+
+
+def settle_delay(settle_seconds: float, job_end: datetime, now: datetime) -> float:
+    """How long to wait still so that verification starts `settle_seconds` after the job
+    ended (never more than `settle_seconds`, never negative)."""
+    left = settle_seconds - (now - job_end).total_seconds()
+    return max(0.0, min(settle_seconds, left))
+
+
+def attempt_outcome(job_state: str, verdict: Verdict) -> tuple[str, bool]:
+    """What the attempt counts as: (outcome, counts toward the attempt limit).
+
+    A job that did not succeed is a failed attempt unless the condition is verifiably
+    gone; a failed or ineffective attempt counts. Inconclusive does not count."""
+    outcome = verdict if job_state == "successful" or verdict == "effective" else "failed"
+    return outcome, outcome in ("ineffective", "failed")
 
 
 def verification_request(
@@ -145,7 +275,7 @@ def verification_request(
         "input_schema": {
             "type": "object",
             "properties": {
-                "verdict": {"type": "string", "enum": ["effective", "ineffective", "inconclusive"]},
+                "verdict": {"type": "string", "enum": list(VERDICTS)},
                 "explanation": {"type": "string"},
             },
             "required": ["verdict", "explanation"],
@@ -163,8 +293,8 @@ def verification_request(
             "<action>\n" + json.dumps(action) + "\n</action>",
             "<job>\n" + json.dumps({"state": job_state}) + "\n</job>",
             "<recheck>\n" + json.dumps(recheck.model_dump(mode="json")) + "\n</recheck>",
-            "<output>\nUNTRUSTED job output (tail):\n" + _neutral(output_tail) + "\n</output>",
-            "<logs>\nUNTRUSTED logs since the job ended:\n" + _neutral(logs) + "\n</logs>",
+            "<output>\nUNTRUSTED job output (tail):\n" + neutral(output_tail) + "\n</output>",
+            "<logs>\nUNTRUSTED logs since the job ended:\n" + neutral(logs) + "\n</logs>",
         ]
     )
     return {
@@ -175,44 +305,55 @@ def verification_request(
     }
 
 
-def _neutral(text: str) -> str:
-    return SECTION_TAG.sub("[tag]", text).replace("</output>", "[tag]")
+def neutral(text: str) -> str:
+    """Untrusted text with every section tag defused."""
+    return _SECTION.sub("[tag]", text)
 
 
 def read_verdict(reply: ClaudeReply) -> tuple[Verdict, str] | None:
     data = reply.tool_input(VERDICT_TOOL)
-    if not isinstance(data, dict) or data.get("verdict") not in (
-        "effective",
-        "ineffective",
-        "inconclusive",
-    ):
+    if not isinstance(data, dict) or data.get("verdict") not in VERDICTS:
         return None
     return data["verdict"], str(data.get("explanation", ""))[:1500]
 
 
+# --- reporting -----------------------------------------------------------------------
 VERDICT_COLORS = {"effective": 0x2ECC71, "ineffective": 0xE74C3C, "inconclusive": 0xF1C40F}
 VERDICT_ICONS = {"effective": "✅", "ineffective": "❌", "inconclusive": "❔"}
 
 
+def decided_text(decision: Decision) -> str:
+    """Who decided, and how: "alice (in Discord)"."""
+    how = {
+        "discord": "in Discord",
+        "ui": "in the Prefect UI",
+        "deadline": "by deadline default",
+        "operator": "by operator",
+    }.get(decision.via, decision.via)
+    return f"{decision.decider} ({how})"
+
+
+def full_explanation(v: Verification) -> str:
+    return f"{v.note}. {v.explanation}" if v.note else v.explanation
+
+
 def result_embed(
     *,
-    action: Any,
-    decision_text: str,
+    action: ProposedAction,
+    decision: Decision,
     job_id: str | None,
     job_url: str | None,
     job_state: str,
     duration_s: float | None,
-    verdict: Verdict,
-    explanation: str,
-    recheck: Recheck,
+    verification: Verification,
     output_tail: str,
 ) -> Embed:
     """The structured result of one action, coloured by verdict."""
-    before = "-" if recheck.before is None else f"{recheck.before:.3g}"
-    after = "no data" if recheck.value is None else f"{recheck.value:.3g}"
+    verdict = verification.verdict
     job = f"`{job_id}`" if job_id else "-"
     if job_url:
         job += f" ([open]({job_url}))"
+    state = job_state if job_state == "successful" else f"**{job_state}**"
     fields = [
         EmbedField(
             name="Action",
@@ -220,19 +361,114 @@ def result_embed(
             inline=False,
         ),
         EmbedField(name="Host", value=f"`{action.host}`", inline=True),
-        EmbedField(name="Approved", value=decision_text[:1024], inline=True),
+        EmbedField(
+            name="Approved" if decision.decision == "approve" else "Decision",
+            value=decided_text(decision)[:1024],
+            inline=True,
+        ),
         EmbedField(name="Job", value=job[:1024], inline=True),
-        EmbedField(name="Job state", value=job_state, inline=True),
+        EmbedField(name="Job state", value=state, inline=True),
         EmbedField(
             name="Duration", value="-" if duration_s is None else f"{duration_s:.1f} s", inline=True
         ),
-        EmbedField(name="Metric before → after", value=f"{before} → {after}", inline=True),
-        EmbedField(name=f"Verdict: {verdict}", value=(explanation or recheck.detail or "-")[:1024]),
+        EmbedField(
+            name="Metric before → after",
+            value="\n".join(verification.recheck.metric_lines())[:1024],
+            inline=False,
+        ),
+        EmbedField(
+            name=f"Verdict: {verdict}",
+            value=(full_explanation(verification) or verification.recheck.detail or "-")[:1024],
+        ),
         EmbedField(name="Last output lines", value=quoted(output_tail[-900:] or "(none)", 950)),
     ]
+    job_note = "" if job_state == "successful" else f" (job {job_state})"
     return Embed(
-        title=f"{VERDICT_ICONS[verdict]} {verdict.upper()}: {action.catalog_key} on {action.host}",
+        title=(
+            f"{VERDICT_ICONS[verdict]} {verdict.upper()}: {action.catalog_key} on "
+            f"{action.host}{job_note}"
+        )[:256],
         color=VERDICT_COLORS[verdict],
         fields=fields,
         footer=f"action {action.action_id}",
     )
+
+
+def _at(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else "-"
+
+
+def _span(start: datetime | None, end: datetime | None) -> str:
+    return f"{(end - start).total_seconds():.1f} s" if start and end else "-"
+
+
+def action_report(
+    record: ActionRecord,
+    *,
+    decision: Decision,
+    job_state: str,
+    output_tail: str,
+    verification: Verification,
+    outcome: str,
+    counts: bool,
+) -> str:
+    """The action's whole story as Markdown (its Prefect artifact): proposal, policy
+    outcome, decision, job, output tail, verdict and timings."""
+    a, job, request = record.proposal, record.job, record.request
+    decided_at = decision.applied_at or decision.intended_at
+    issues = "\n".join(f"  - `{i.fingerprint}`: {i.summary or i.check.value}" for i in a.issues)
+    lines = [
+        f"# `{a.catalog_key}` on `{a.host}`: {verification.verdict}",
+        "",
+        "## Proposal",
+        f"- action id: `{a.action_id}` · cycle `{a.cycle_id}`",
+        f"- parameters: `{json.dumps(a.parameters)}`",
+        f"- reason: {a.reason}",
+        f"- expected outcome: {a.expected_outcome}",
+        f"- issues:\n{issues}" if issues else "- issues: -",
+        "",
+        "## Policy",
+        f"- outcome: allowed under policy `{a.policy_hash}`",
+        f"- risk: {a.risk.value} (Claude said {a.model_risk.value})",
+        f"- notes: {'; '.join(a.notes) or 'none'}",
+        "",
+        "## Decision",
+        f"- {decision.decision} by {decided_text(decision)}"
+        + (f" — {decision.comment}" if decision.comment else ""),
+        "",
+        "## Job",
+        f"- runner: {job.runner if job else '-'} · template `{a.template}`",
+        f"- job id: `{job.job_id if job and job.job_id else '-'}`"
+        + (f" ({job.job_url})" if job and job.job_url else ""),
+        f"- final state: **{job_state}**",
+        "",
+        "## Verification",
+        f"- verdict: **{verification.verdict}** — {full_explanation(verification)}",
+        f"- Claude said: {verification.claude_verdict or 'nothing (unavailable)'}",
+        f"- re-check over {verification.window_seconds:.1f} s after the job: "
+        f"{verification.recheck.detail}",
+        *[f"- metric: {line}" for line in verification.recheck.metric_lines()],
+        f"- logs since the job: {verification.logs_status or '-'}",
+        f"- attempt recorded as **{outcome}**"
+        + (" (counts toward the attempt limit)" if counts else ""),
+        "",
+        "## Timings",
+        "| step | at | took |",
+        "|---|---|---|",
+        f"| proposed | {_at(a.proposed_at)} | |",
+        f"| approval asked | {_at(request.requested_at if request else None)} | |",
+        f"| decided | {_at(decided_at)} | "
+        f"{_span(request.requested_at if request else a.proposed_at, decided_at)} |",
+        f"| job launched | {_at(job.launched_at if job else None)} | |",
+        f"| job ended | {_at(job.finished_at if job else None)} | "
+        f"{_span(job.launched_at if job else None, job.finished_at if job else None)} |",
+        f"| verified | {_at(verification.finished_at)} | "
+        f"{_span(verification.started_at, verification.finished_at)} |",
+        "",
+        "## Output (tail, redacted)",
+        "",
+        "```text",
+        output_tail.replace("```", "ʼʼʼ") or "(none)",
+        "```",
+    ]
+    return "\n".join(lines) + "\n"

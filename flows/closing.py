@@ -1,9 +1,11 @@
-"""Closing a cycle: when its last action ends, post the summary and write it as an
-artifact on the cycle's own flow run."""
+"""Closing the loop: the cycle's summary when its last action ends (the chart's
+"Workflow Complete"), and, when issues come back, relapses and attempts run out."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -11,41 +13,138 @@ from prefect.client.schemas.actions import ArtifactCreate
 from prefect.logging import get_run_logger
 
 from clients.errors import UpstreamError
-from core.summary import cycle_summary_embed, cycle_summary_markdown, cycle_summary_rows
+from core.models import Issue
+from core.policy import Policy
+from core.summary import (
+    cycle_summary_embed,
+    cycle_summary_markdown,
+    cycle_summary_rows,
+    escalation_embed,
+    exhausted,
+)
 from flows.connections import Connections
 from tasks.notify import post_message
 
+SUMMARY_ARTIFACT_KEY = "remediation-cycle-summary"
+
 
 async def post_cycle_summary(conns: Connections, cycle_id: str) -> bool:
-    """Post once, by whichever action ends last (the ledger arbitrates)."""
+    """Post once, by whichever ends last — the cycle or its last action (the ledger
+    arbitrates: only when the cycle has finished and every action is terminal)."""
     ledger = conns.ledger
     if not await ledger.claim_cycle_summary(cycle_id, now=datetime.now(UTC)):
         return False
     records = await ledger.cycle_actions(cycle_id)
     verdicts = {}
     for r in records:
-        trail = await ledger.audit_trail(action_id=r.proposal.action_id)
-        for entry in trail:
+        for entry in await ledger.audit_trail(action_id=r.proposal.action_id):
             if entry["event"] == "finished" and entry["detail"].get("verdict"):
                 verdicts[r.proposal.action_id] = entry["detail"]["verdict"]
+    rows = cycle_summary_rows(records, verdicts)
     try:
         await post_message(
             conns.discord,
             conns.discord_bot.approvals_channel_id,
-            [cycle_summary_embed(cycle_id, records, verdicts)],
+            [cycle_summary_embed(cycle_id, rows)],
         )
     except UpstreamError as exc:
         get_run_logger().error("cycle summary post failed: %s", exc)
     flow_run_id = await ledger.cycle_flow_run(cycle_id)
-    markdown = cycle_summary_markdown(cycle_id, cycle_summary_rows(records, verdicts))
     async with get_client() as client:
         await client.create_artifact(
             ArtifactCreate(
-                key="remediation-cycle-summary",
+                key=SUMMARY_ARTIFACT_KEY,
                 type="markdown",
-                data=markdown,
+                data=cycle_summary_markdown(cycle_id, rows),
                 description=f"All actions of cycle {cycle_id} ended",
                 flow_run_id=UUID(flow_run_id) if flow_run_id else None,
             )
         )
     return True
+
+
+@dataclass
+class AttemptReview:
+    """What the cycle does with its new issues after looking at their attempts."""
+
+    remaining: list[Issue]  # go on to analysis
+    reported: list[str] = field(default_factory=list)  # escalated now or before: reported
+    relapsed: list[str] = field(default_factory=list)
+    escalated: list[str] = field(default_factory=list)  # posted in this cycle
+    notices: list[str] = field(default_factory=list)
+
+
+async def review_attempts(
+    conns: Connections, policy: Policy, issues: list[Issue], cycle_id: str, now: datetime
+) -> AttemptReview:
+    """Right after dedup: an issue back within `relapse_seconds` of an `effective`
+    verdict is a relapse (recorded as a counted attempt); an issue out of attempts is
+    escalated to Discord once, as a manual issue with its history, and is not analysed
+    again (no action could be allowed for it)."""
+    ledger = conns.ledger
+    fps = [i.fingerprint for i in issues]
+    review = AttemptReview(remaining=list(issues))
+    if not fps:
+        return review
+    try:
+        review.relapsed = await ledger.record_relapses(
+            fps, window=timedelta(seconds=policy.relapse_seconds), now=now
+        )
+        since = now - timedelta(seconds=policy.attempt_window_seconds)
+        out = exhausted(await ledger.attempt_history(fps, since=since), policy, now)
+    except UpstreamError as exc:
+        review.notices.append(f"attempt history unavailable: {exc}")
+        return review
+    if review.relapsed:
+        review.notices.append(
+            f"relapse: {', '.join(review.relapsed)} returned within {policy.relapse_seconds} s "
+            "of an effective verdict (counted as ineffective)"
+        )
+    review.remaining = [i for i in issues if i.fingerprint not in out]
+    for issue in issues:
+        counted = out.get(issue.fingerprint)
+        if not counted:
+            continue
+        fp = issue.fingerprint
+        try:
+            if not await ledger.claim_escalation(
+                fp, latest_attempt=max(r.at for r in counted), now=now
+            ):
+                review.reported.append(fp)  # escalated before: held, not repeated
+                continue
+            history = await ledger.attempt_details([fp], since=since)
+        except UpstreamError as exc:
+            review.notices.append(f"escalation of {fp} not recorded: {exc}")
+            continue
+        try:
+            await post_message(
+                conns.discord,
+                conns.discord_bot.approvals_channel_id,
+                [escalation_embed(issue, history, policy, cycle_id=cycle_id)],
+            )
+        except UpstreamError as exc:
+            review.notices.append(f"escalation of {fp} could not be posted: {exc}")
+            await _quietly(ledger.release_escalation(fp, now=now))
+            continue
+        review.reported.append(fp)
+        review.escalated.append(fp)
+        await _quietly(
+            ledger.record_audit(
+                "escalated",
+                {"fingerprint": fp, "attempts": len(counted)},
+                now=now,
+                cycle_id=cycle_id,
+            )
+        )
+    if out:
+        review.notices.append(
+            f"{len(out)} issue(s) out of attempts, not analysed: {', '.join(sorted(out))}"
+        )
+    return review
+
+
+async def _quietly(write: Awaitable[object]) -> None:
+    try:
+        await write
+    except UpstreamError as exc:
+        get_run_logger().error("ledger write failed: %s", exc)

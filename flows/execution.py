@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from prefect.artifacts import acreate_markdown_artifact
@@ -12,25 +11,15 @@ from clients.errors import UpstreamError
 from core import render
 from core.policy import Policy
 from core.records import ActionStatus, Decision
-from core.verify import Recheck, result_embed
+from core.verify import action_report, attempt_outcome, full_explanation, result_embed
 from core.vetting import ProposedAction
-from core.wire import JobRef, JobState
+from core.wire import JobRef, JobStatus
 from flows.closing import post_cycle_summary
 from flows.connections import Connections
 from flows.launching import ActionResult, Launcher
 from flows.settings import ActionSettings
 from flows.verification import Verifier
 from tasks.notify import post_message
-
-
-def _decided(decision: Decision) -> str:
-    how = {
-        "discord": "in Discord",
-        "ui": "in the Prefect UI",
-        "deadline": "by deadline default",
-        "operator": "by operator",
-    }.get(decision.via, decision.via)
-    return f"{decision.decider} ({how})"
 
 
 async def carry_out(
@@ -43,13 +32,29 @@ async def carry_out(
 ) -> ActionResult:
     """Launch → poll → verify → report, continuing from the ledger after a restart."""
     ex = Launcher(conns, policy, action, decision, settings, run_id)
-    ledger = conns.ledger
     launched = await ex.launch()
     if isinstance(launched, ActionResult):
         await close_cycle_if_done(conns, action.cycle_id)
         return launched
     ref = launched
     status, timed_out = await ex.poll(ref)
+    return await conclude(conns, policy, action, decision, settings, ex, ref, status, timed_out)
+
+
+async def conclude(
+    conns: Connections,
+    policy: Policy,
+    action: ProposedAction,
+    decision: Decision,
+    settings: ActionSettings,
+    ex: Launcher,
+    ref: JobRef,
+    status: JobStatus | None,
+    timed_out: bool,
+) -> ActionResult:
+    """After the job ended: verify (a failed job too: the state may have changed),
+    record the attempt, post the result, write the action report, close the cycle."""
+    ledger = conns.ledger
     tail = await ex.output_tail(ref)
     now = datetime.now(UTC)
     job_state = "timeout" if timed_out else (status.state.value if status else "unknown")
@@ -63,37 +68,20 @@ async def carry_out(
             "and was cancelled. Last output:\n" + render.quoted(tail[-1500:], 1600),
         )
     await ledger.set_action_status(action.action_id, ActionStatus.VERIFYING, now=now)
-    job_end = status.finished if status and status.finished else now
-    verdict, explanation, recheck = await Verifier(conns, policy, action, settings).verify(
-        job_state, tail, job_end
-    )
-    succeeded = status is not None and status.state is JobState.SUCCESSFUL and not timed_out
-    outcome = verdict if (succeeded or verdict == "effective") else "failed"
-    counts = outcome in ("ineffective", "failed")
-    await ledger.record_attempt(
-        action_id=action.action_id,
-        fingerprints=action.fingerprints,
-        host=action.host,
-        catalog_key=action.catalog_key,
-        outcome=outcome,
-        counts=counts,
-        explanation=explanation,
-        now=datetime.now(UTC),
-    )
-    if counts:
-        for fp in action.fingerprints:
-            await ledger.release_issue(fp, now=datetime.now(UTC))
-    duration = status.elapsed if status and status.elapsed is not None else None
+    job_end = status.finished if status and status.finished and not timed_out else now
+    verification = await Verifier(conns, policy, action, settings).verify(job_state, tail, job_end)
+    verdict = verification.verdict
+    outcome, counts = attempt_outcome(job_state, verdict)
+    explanation = full_explanation(verification)
+    await record_outcome(conns, action, outcome, counts, explanation)
     embed = result_embed(
         action=action,
-        decision_text=_decided(decision),
+        decision=decision,
         job_id=ref.job_id,
         job_url=ref.url,
         job_state=job_state,
-        duration_s=duration,
-        verdict=verdict,
-        explanation=explanation,
-        recheck=recheck,
+        duration_s=_duration(status),
+        verification=verification,
         output_tail=tail,
     )
     try:
@@ -112,59 +100,62 @@ async def carry_out(
     )
     await ledger.record_audit(
         "finished",
-        result.model_dump(mode="json"),
+        {**result.model_dump(mode="json"), "outcome": outcome, "counts": counts},
         now=datetime.now(UTC),
         action_id=action.action_id,
     )
-    await acreate_markdown_artifact(
-        key="remediation-action-report",
-        markdown=action_story(
-            action, decision, ref, job_state, tail, verdict, explanation, recheck
-        ),
-        description=f"{action.catalog_key} on {action.host}: {verdict}",
-    )
+    record = await ledger.get_action(action.action_id)
+    if record is not None:
+        await acreate_markdown_artifact(
+            key="remediation-action-report",
+            markdown=action_report(
+                record,
+                decision=decision,
+                job_state=job_state,
+                output_tail=tail,
+                verification=verification,
+                outcome=outcome,
+                counts=counts,
+            ),
+            description=f"{action.catalog_key} on {action.host}: {verdict}",
+        )
     await close_cycle_if_done(conns, action.cycle_id)
     return result
 
 
-def action_story(
-    action: ProposedAction,
-    decision: Decision,
-    ref: JobRef,
-    job_state: str,
-    tail: str,
-    verdict: str,
-    explanation: str,
-    recheck: Recheck,
-) -> str:
-    """The action's whole story as Markdown (its Prefect artifact)."""
-    return (
-        "\n".join(
-            [
-                f"# `{action.catalog_key}` on `{action.host}`",
-                "",
-                f"- action id: `{action.action_id}` · policy `{action.policy_hash}`",
-                f"- risk: {action.risk.value} (model said {action.model_risk.value})",
-                f"- parameters: `{json.dumps(action.parameters)}`",
-                f"- issues: {', '.join(action.fingerprints)}",
-                f"- reason: {action.reason}",
-                f"- policy notes: {'; '.join(action.notes) or 'none'}",
-                f"- decision: {decision.decision} by {_decided(decision)}"
-                + (f" — {decision.comment}" if decision.comment else ""),
-                f"- job: {ref.runner} `{ref.job_id}` → {job_state}"
-                + (f" ({ref.url})" if ref.url else ""),
-                f"- re-check: {recheck.detail}",
-                f"- verdict: **{verdict}** — {explanation}",
-                "",
-                "## Output (tail, redacted)",
-                "",
-                "```text",
-                tail.replace("```", "ʼʼʼ"),
-                "```",
-            ]
-        )
-        + "\n"
+def _duration(status: JobStatus | None) -> float | None:
+    if status is None:
+        return None
+    if status.elapsed is not None:
+        return status.elapsed
+    if status.started and status.finished:
+        return (status.finished - status.started).total_seconds()
+    return None
+
+
+async def record_outcome(
+    conns: Connections, action: ProposedAction, outcome: str, counts: bool, explanation: str
+) -> None:
+    """The attempt, per addressed issue. A failed or ineffective attempt releases the
+    issues (the next cycle reports them again); an effective one closes their episodes,
+    so a return is seen as new — and, soon after, as a relapse."""
+    ledger = conns.ledger
+    now = datetime.now(UTC)
+    await ledger.record_attempt(
+        action_id=action.action_id,
+        fingerprints=action.fingerprints,
+        host=action.host,
+        catalog_key=action.catalog_key,
+        outcome=outcome,
+        counts=counts,
+        explanation=explanation,
+        now=now,
     )
+    if counts:
+        for fp in action.fingerprints:
+            await ledger.release_issue(fp, now=now)
+    elif outcome == "effective":
+        await ledger.close_remediated(action.fingerprints, now=now)
 
 
 async def close_cycle_if_done(conns: Connections, cycle_id: str) -> None:

@@ -14,17 +14,21 @@ from core.models import CheckName
 from core.policy import Policy
 from core.verify import (
     Recheck,
+    Verification,
     bound_verdict,
     combine_rechecks,
     evaluate_recheck,
     read_verdict,
     recheck_queries,
+    settle_delay,
     verification_request,
 )
 from core.vetting import ProposedAction
 from flows.connections import Connections
 from flows.settings import ActionSettings
 from tasks.verify import ask_verdict, fetch_logs_since, recheck_issue
+
+UNIT_CHECKS = (CheckName.FAILED_UNIT, CheckName.INACTIVE_UNIT)
 
 
 class Verifier:
@@ -34,30 +38,15 @@ class Verifier:
         self.conns, self.policy, self.action, self.settings = conns, policy, action, settings
         self.log = get_run_logger()
 
-    async def verify(
-        self, job_state: str, tail: str, job_end: datetime
-    ) -> tuple[str, str, Recheck]:
-        await asyncio.sleep(self.settings.settle_seconds)
-        window_s = int((datetime.now(UTC) - job_end).total_seconds())
-        rechecks = []
-        for issue in self.action.issues:
-            queries = recheck_queries(issue, self.policy.detection, window_s)
-            try:
-                samples, errors = await recheck_issue(self.conns.prometheus, queries)
-            except UpstreamError as exc:
-                samples, errors = {}, [str(exc)]
-            rechecks.append(
-                evaluate_recheck(
-                    issue,
-                    self.policy.detection,
-                    value_samples=samples.get("value"),
-                    scrape_samples=samples.get("scrapes"),
-                    errors=errors,
-                )
-            )
-        recheck = combine_rechecks(rechecks)
-        logs = await self._logs_since(job_end)
-        claude = None
+    async def verify(self, job_state: str, tail: str, job_end: datetime) -> Verification:
+        """Settle, re-check every addressed issue over the time since `job_end`, read the
+        logs since then, ask Claude, and bound Claude's answer by the re-check."""
+        await asyncio.sleep(settle_delay(self.settings.settle_seconds, job_end, datetime.now(UTC)))
+        started = datetime.now(UTC)
+        window_s = (started - job_end).total_seconds()
+        recheck = await self._recheck(window_s)
+        logs_status, logs = await self._logs_since(job_end)
+        claude, unavailable = None, "Claude unavailable"
         try:
             reply = await ask_verdict(
                 self.conns.claude,
@@ -79,27 +68,49 @@ class Verifier:
                 ),
             )
             claude = read_verdict(reply)
+            if claude is None:
+                unavailable = "Claude's answer could not be read"
         except UpstreamError as exc:
             self.log.error("verification by Claude unavailable: %s", exc)
-        verdict, moved = bound_verdict(claude[0] if claude else None, recheck)
-        explanation = (claude[1] if claude else "") or recheck.detail
-        if moved:
-            explanation = f"{moved}. {explanation}"
-        return verdict, explanation, recheck
-
-    async def _logs_since(self, start: datetime) -> str:
-        units = sorted(
-            {
-                i.subject
-                for i in self.action.issues
-                if i.check in (CheckName.FAILED_UNIT, CheckName.INACTIVE_UNIT)
-            }
+            unavailable = f"Claude unavailable ({type(exc).__name__})"
+        verdict, note = bound_verdict(
+            claude[0] if claude else None, recheck, unavailable=unavailable
         )
+        self.log.info("verdict %s (Claude: %s) %s", verdict, claude[0] if claude else "-", note)
+        return Verification(
+            verdict=verdict,
+            explanation=(claude[1] if claude else "") or recheck.detail,
+            recheck=recheck,
+            claude_verdict=claude[0] if claude else None,
+            note=note,
+            logs_status=logs_status,
+            window_seconds=window_s,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+        )
+
+    async def _recheck(self, window_s: float) -> Recheck:
+        detection = self.policy.detection
+        rechecks = []
+        for issue in self.action.issues:
+            queries = recheck_queries(issue, detection, window_s)
+            try:
+                samples, errors = await recheck_issue(self.conns.prometheus, queries)
+            except UpstreamError as exc:
+                samples, errors = {}, [str(exc)]
+            rechecks.append(evaluate_recheck(issue, detection, samples, errors))
+        return combine_rechecks(rechecks)
+
+    async def _logs_since(self, start: datetime) -> tuple[str, str]:
+        """The host's (and addressed units') logs from the job's end to now: the chart's
+        "last 5 minutes" at a 5-minute settle time."""
+        units = sorted({i.subject for i in self.action.issues if i.check in UNIT_CHECKS})
         s = self.policy.logs
-        logql = selector(self.action.host, units, s)
-        # from the job's end to now: the chart's "last 5 minutes" at a 5-minute settle time
         try:
-            streams = await fetch_logs_since(self.conns.loki, logql, start, datetime.now(UTC))
-            return format_context(streams, s, secrets=self.conns.secrets).text
+            streams = await fetch_logs_since(
+                self.conns.loki, selector(self.action.host, units, s), start, datetime.now(UTC)
+            )
         except UpstreamError as exc:
-            return f"logs unavailable: {exc}"
+            return "unavailable", f"logs unavailable: {exc}"
+        context = format_context(streams, s, secrets=self.conns.secrets)
+        return context.status, context.text
