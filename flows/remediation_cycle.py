@@ -33,6 +33,7 @@ from core.report import ActionOutcome, CycleOutcome, CycleReport, cycle_markdown
 from core.vetting import Vetting, vet_actions
 from core.wire import Embed
 from flows import operator_controls
+from flows.closing import post_cycle_summary, review_attempts
 from flows.connections import Connections, open_connections
 from flows.dispatch import DispatchMode, DispatchResult, dispatch_actions
 from tasks.analysis import ask_claude
@@ -51,15 +52,24 @@ PROMETHEUS_ALERT = "prometheus-unreachable"
 class _Cycle:
     """State of one cycle run; each method is one box of the chart."""
 
-    def __init__(self, conns: Connections, policy: Policy, cycle_id: str, now: datetime) -> None:
+    def __init__(
+        self,
+        conns: Connections,
+        policy: Policy,
+        cycle_id: str,
+        now: datetime,
+        controls: operator_controls.OperatorSettings | None = None,
+    ) -> None:
         self.conns = conns
         self.policy = policy
+        self.controls = controls or operator_controls.OperatorSettings()
         self.cycle_id = cycle_id
         self.now = now
         self.log = get_run_logger()
         self.timings: dict[str, float] = {}
         self.report = CycleReport(cycle_id=cycle_id, started_at=now, outcome=CycleOutcome.NO_ISSUES)
         self.notices: list[str] = []
+        self.escalated: list[str] = []
 
     def update(self, **fields: Any) -> None:
         self.report = self.report.model_copy(update=fields)
@@ -142,7 +152,15 @@ class _Cycle:
         )
         if decision.dropped:
             self.log.info("dropped %d issue(s): %s", len(decision.dropped), decision.drop_counts())
-        return decision.new
+        # relapses are counted; issues out of attempts are escalated once, not analysed
+        review = await review_attempts(
+            self.conns, self.policy, decision.new, self.cycle_id, self.now
+        )
+        self.notices.extend(review.notices)
+        self.escalated = review.escalated
+        if review.reported:
+            await self.confirm(review.reported)
+        return review.remaining
 
     # --- Stage 2 --------------------------------------------------------------------
     async def enrich(self, issues: list[Issue]) -> LogContext:
@@ -311,6 +329,7 @@ class _Cycle:
         self.update(reported=sorted(set(self.report.reported) | set(fingerprints)))
 
     async def finish(self) -> CycleReport:
+        self.notices += operator_controls.maintenance_notices(self.policy, self.report, self.now)
         self.update(finished_at=datetime.now(UTC), notices=self.notices, stage_seconds=self.timings)
         r = self.report
         unreported = set(r.new_issues) - set(r.reported)
@@ -337,9 +356,11 @@ class _Cycle:
                 report=r.model_dump(mode="json", exclude={"issues"}),
                 now=datetime.now(UTC),
             )
-            await self.conns.ledger.heartbeat("cycle", now=datetime.now(UTC))
+            await post_cycle_summary(self.conns, r.cycle_id)  # its actions all ended already
         except UpstreamError as exc:
             self.log.error("could not record the cycle in the ledger: %s", exc)
+        # heartbeat, dead-man's recovery, self-metrics (artifact, textfile, push)
+        await operator_controls.cycle_completed(self.conns, r, self.controls)
         self.log.info("cycle %s: %s", r.cycle_id, r.outcome.value)
         return r
 
@@ -353,6 +374,7 @@ async def remediation_cycle(
     blocks: BlockNames = BlockNames(),  # noqa: B008 - an immutable pydantic default
     dispatch: DispatchMode = "auto",
     dispatch_options: dict[str, Any] | None = None,
+    controls: operator_controls.OperatorSettings = operator_controls.OperatorSettings(),  # noqa: B008
 ) -> CycleReport:
     """One pass of the runbook: find issues, ask Claude, vet, route, dispatch actions."""
     checked = load_policy(policy)  # invalid policy fails here, naming the field
@@ -360,7 +382,7 @@ async def remediation_cycle(
     cycle_id = str(flow_run.get_id() or uuid.uuid4())
     conns = await open_connections(blocks, NEEDED_BLOCKS)
     async with conns:
-        cycle = _Cycle(conns, checked, cycle_id, now)
+        cycle = _Cycle(conns, checked, cycle_id, now, controls)
         await conns.ledger.record_cycle_start(cycle_id, flow_run_id=flow_run.get_id(), now=now)
         await operator_controls.check_dead_mans_switch(conns, "cycle", now)
         detection = await cycle.detect()
@@ -370,7 +392,9 @@ async def remediation_cycle(
         new = await cycle.dedup(detection)
         if not new:
             cycle.update(
-                outcome=CycleOutcome.NO_ISSUES if not detection.issues else CycleOutcome.ALL_CACHED
+                outcome=CycleOutcome.MANUAL_ONLY
+                if cycle.escalated
+                else (CycleOutcome.NO_ISSUES if not detection.issues else CycleOutcome.ALL_CACHED)
             )
             return await cycle.finish()
         if await operator_controls.cycle_paused_by_operator(conns, now):
