@@ -9,8 +9,9 @@ fingerprint, one decision per action, one job per action.
 `Ledger` is one class, assembled from one part per concern so each stays small:
 connection and schema (`ledger_base`), dedup episodes (`ledger_episodes`), actions and
 approvals (`ledger_actions`), jobs and attempts (`ledger_jobs`), and the operational
-records — audit, heartbeats, alerts, cycles (`ledger_ops`); the approval listener's
-recovery queries (`ledger_votes`).
+records — audit, heartbeats, alerts, cycles (`ledger_ops`), retention with the
+self-metrics' facts (`ledger_retention`), and the approval listener's recovery queries
+(`ledger_votes`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from clients.ledger_episodes import EpisodeLedger
 from clients.ledger_jobs import JobLedger
 from clients.ledger_ops import OpsLedger
 from clients.ledger_outcomes import OutcomeLedger
+from clients.ledger_retention import RetentionLedger
 from clients.ledger_votes import VoteLedger
 
 
-class Ledger(EpisodeLedger, ActionLedger, JobLedger, OpsLedger, VoteLedger, OutcomeLedger):
+class Ledger(
+    EpisodeLedger, ActionLedger, JobLedger, OpsLedger, RetentionLedger, VoteLedger, OutcomeLedger
+):
     """Async access to the ledger database. Build it with the URL; it connects lazily."""
 
 

@@ -2,7 +2,11 @@
 
 The kill switch is the Prefect Variable `remediation_kill_switch`: set it to `true`
 (`prefect variable set remediation_kill_switch true --overwrite`) and no new action is
-proposed or launched; set it to `false` (or delete it) to resume.
+proposed or launched, and the approval listener answers every pending approval "paused
+by operator"; set it to `false` (or `prefect variable unset remediation_kill_switch`)
+to resume. A Variable rather than a block field: it is one small value changed by hand
+in an emergency, visible and editable in the UI's Variables page and from the CLI, and
+read fresh by every process without reloading a block.
 """
 
 from __future__ import annotations
@@ -10,11 +14,20 @@ from __future__ import annotations
 from prefect.variables import Variable
 
 KILL_SWITCH = "remediation_kill_switch"
+_ON = ("1", "true", "yes", "on")
 
 
 async def kill_switch_engaged() -> bool:
     """Read fresh every time (it is checked again right before every launch)."""
     value = await Variable.aget(KILL_SWITCH, default=False)
     if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
+        return value.strip().lower() in _ON
     return bool(value)
+
+
+async def set_kill_switch(engaged: bool) -> None:
+    """Turn the kill switch on or off (the same as the CLI commands above)."""
+    if engaged:
+        await Variable.aset(KILL_SWITCH, True, overwrite=True)
+    else:
+        await Variable.aunset(KILL_SWITCH)
