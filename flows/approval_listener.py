@@ -28,7 +28,8 @@ is described in `flows/listener_settings.py`); `remediation-listener` runs the s
 as a plain process for a supervisor.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Prefect validates a deployed flow's
+# parameters from its annotations at run time, and string annotations do not resolve.
 
 import argparse
 import asyncio
@@ -135,7 +136,9 @@ class Listener:
         stats = PollStats()
         now = datetime.now(UTC)
         ledger = self.conns.ledger
-        await ledger.heartbeat("listener", now=now)
+        # The detail declares how long this beat stays fresh (read by the dead-man's switch).
+        stale = {"stale_after_seconds": self.settings.listener_stale_seconds}
+        await ledger.heartbeat("listener", now=now, detail=json.dumps(stale))
         waiting = await ledger.actions_with_status(ActionStatus.AWAITING_APPROVAL)
         paused = await self.paused_action_runs(
             r.request.flow_run_id for r in waiting if r.request and r.request.flow_run_id

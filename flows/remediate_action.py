@@ -8,14 +8,14 @@ reads the ledger for its action id and continues from what is recorded, so a res
 run never re-posts, re-asks an answered question or re-launches.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Prefect validates a deployed flow's
+# parameters from its annotations at run time, and string annotations do not resolve.
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow
 from prefect.client.orchestration import get_client
-from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import apause_flow_run
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
@@ -228,40 +228,47 @@ async def _say(conns: Connections, embed: Any) -> bool:
         return False
 
 
-async def _on_pause_expired(flow: Any, run: Any, state: Any) -> None:
-    """Failure hook: a Prefect pause timeout means nobody decided and the listener was
-    absent — say so in Discord; nothing ran."""
-    try:
-        state.result(raise_on_failure=True)
-    except FlowPauseTimeout:
-        pass
-    except Exception:  # noqa: BLE001 - any other failure is not this hook's business
-        return
-    else:
-        return
+async def _on_failure(flow: Any, run: Any, state: Any) -> None:
+    """Failure hook: tell a human. A run that fails while its action still awaits approval
+    timed out in its pause — nobody decided and the listener was absent — so nothing ran."""
     params = run.parameters
-    action = ProposedAction.model_validate(params["action"])
-    conns = await open_connections(
-        BlockNames.model_validate(params.get("blocks") or {}), ("discord", "ledger")
-    )
+    try:
+        action = ProposedAction.model_validate(params["action"])
+        names = BlockNames.model_validate(params.get("blocks") or {})
+    except (KeyError, ValueError):
+        return  # invalid parameters: the run's own error says so
+    conns = await open_connections(names, ("discord", "ledger"))
     async with conns:
         now = datetime.now(UTC)
-        await conns.ledger.set_action_status(action.action_id, ActionStatus.EXPIRED, now=now)
-        await conns.ledger.record_audit(
-            "pause_timed_out", {"flow_run_id": str(run.id)}, now=now, action_id=action.action_id
+        record = await conns.ledger.get_action(action.action_id)
+        waiting = record is None or record.status in (
+            ActionStatus.PROPOSED,
+            ActionStatus.AWAITING_APPROVAL,
         )
-        await _say(
-            conns,
-            render.notice_message(
-                f"⏱️ Expired: {action.catalog_key} on {action.host} did not run",
-                "Nobody decided before the deadline and the approval listener did not apply "
-                "the deadline default (is it running?). Nothing was launched.",
-                color=render.GREY,
-            ),
-        )
+        if waiting:
+            await conns.ledger.set_action_status(action.action_id, ActionStatus.EXPIRED, now=now)
+            await conns.ledger.record_audit(
+                "pause_timed_out", {"flow_run_id": str(run.id)}, now=now, action_id=action.action_id
+            )
+            title = f"⏱️ Expired: {action.catalog_key} on {action.host} did not run"
+            text = (
+                "Nobody decided before the deadline and the approval listener did not "
+                "apply the deadline default (is it running?). Nothing was launched."
+            )
+        else:
+            await conns.ledger.record_audit(
+                "action_run_failed", {"message": state.message}, now=now, action_id=action.action_id
+            )
+            title = f"⚠️ Action run failed: {action.catalog_key} on {action.host}"
+            text = (
+                f"The run failed while the action was {record.status.value}: "
+                f"{render.quoted(str(state.message), 800)}The ledger keeps its state; "
+                "the reconciler continues it if a job was launched."
+            )
+        await _say(conns, render.notice_message(title, text, color=render.GREY))
 
 
-@flow(name="remediate-action", flow_run_name=_run_name, retries=0, on_failure=[_on_pause_expired])
+@flow(name="remediate-action", flow_run_name=_run_name, retries=0, on_failure=[_on_failure])
 async def remediate_action(
     action: dict[str, Any],
     policy: dict[str, Any] | None = None,

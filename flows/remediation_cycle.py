@@ -4,7 +4,8 @@ Reads like the seed chart. The cycle never pauses itself and never waits for hum
 each surviving action becomes its own `remediate_action` flow run.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Prefect validates a deployed flow's
+# parameters from its annotations at run time, and string annotations do not resolve.
 
 import argparse
 import asyncio
