@@ -31,6 +31,7 @@ from core.vetting import ProposedAction
 from flows.approval_input import ApprovalInput
 from flows.connections import Connections, open_connections
 from flows.execution import ActionResult, carry_out
+from flows.reconciler import keep_alive
 from flows.settings import ActionSettings
 from tasks.approval import post_approval_request
 from tasks.notify import post_message
@@ -280,7 +281,9 @@ async def remediate_action(
     checked = load_policy(policy)
     run_id = str(flow_run.get_id())
     conns = await open_connections(blocks, NEEDED_BLOCKS)
-    async with conns:
+    # The heartbeat tells the reconciler this run is alive (also while paused).
+    heartbeat = keep_alive(conns.ledger, proposal.action_id, run_id, settings.heartbeat_seconds)
+    async with conns, heartbeat:
         ledger = conns.ledger
         await ledger.record_actions([proposal], now=datetime.now(UTC))
         await _tag_run(run_id, proposal.action_id)
