@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import String, func, insert, literal, or_, select, update
 
 from clients.ledger_base import LedgerBase, from_ts, to_ts
 from clients.ledger_schema import (
     actions,
     attempts,
+    decisions,
+    heartbeats,
     jobs,
 )
 from core.records import (
@@ -20,7 +23,120 @@ from core.records import (
 from core.vetting import AttemptRecord
 
 
+def action_component(action_id: str) -> str:
+    """The heartbeats row of one action's live run."""
+    return f"action:{action_id}"
+
+
+@dataclass(frozen=True)
+class ActionLiveness:
+    """What the reconciler needs to know of one action, read in one go."""
+
+    action_id: str
+    status: ActionStatus
+    heartbeat_at: datetime | None  # the last sign of life of a run handling it
+    heartbeat_by: str | None  # that run's id (or the reconciler that claimed it)
+    launch_intent: bool  # a launch was (or was about to be) requested
+    job_id: str | None
+    decision: str | None  # "approve" / "reject", only once Prefect applied it
+
+
 class JobLedger(LedgerBase):
+    # --- action-run liveness (for the reconciler) -------------------------------------
+    async def action_heartbeat(self, action_id: str, *, run_id: str, now: datetime) -> None:
+        """A live run handling `action_id` says so (at `now`)."""
+        component = action_component(action_id)
+        async with self._tx("action heartbeat", write=True, lock=component) as conn:
+            done = await conn.execute(
+                update(heartbeats)
+                .where(heartbeats.c.component == component)
+                .values(at=to_ts(now), detail=run_id)
+            )
+            if done.rowcount == 0:
+                await conn.execute(
+                    insert(heartbeats).values(component=component, at=to_ts(now), detail=run_id)
+                )
+
+    async def action_liveness(self, action_ids: Iterable[str]) -> dict[str, ActionLiveness]:
+        """Status, last heartbeat, launch and applied decision of each recorded action."""
+        ids = sorted(set(action_ids))
+        if not ids:
+            return {}
+        async with self._tx("read action liveness", write=False) as conn:
+            rows = list(
+                await conn.execute(
+                    select(
+                        actions.c.action_id,
+                        actions.c.status,
+                        heartbeats.c.at,
+                        heartbeats.c.detail,
+                        jobs.c.intent_at,
+                        jobs.c.job_id,
+                        decisions.c.decision,
+                        decisions.c.applied_at,
+                    )
+                    .select_from(actions)
+                    .outerjoin(
+                        heartbeats,
+                        heartbeats.c.component == literal("action:", String) + actions.c.action_id,
+                    )
+                    .outerjoin(jobs, jobs.c.action_id == actions.c.action_id)
+                    .outerjoin(decisions, decisions.c.action_id == actions.c.action_id)
+                    .where(actions.c.action_id.in_(ids))
+                )
+            )
+        return {
+            r.action_id: ActionLiveness(
+                action_id=r.action_id,
+                status=ActionStatus(r.status),
+                heartbeat_at=from_ts(r.at),
+                heartbeat_by=r.detail,
+                launch_intent=r.intent_at is not None,
+                job_id=r.job_id,
+                decision=r.decision if r.applied_at is not None else None,
+            )
+            for r in rows
+        }
+
+    async def claim_dead_action(
+        self,
+        action_id: str,
+        *,
+        stale_before: datetime,
+        dead_runs: Sequence[str],
+        claimant: str,
+        now: datetime,
+    ) -> bool:
+        """Take over an action whose run died: True for the one caller whose claim lands.
+
+        The claim is a compare-and-set on the action's heartbeat — it succeeds only if
+        the last one is older than `stale_before` or was written by one of `dead_runs`
+        (runs known to have crashed or failed) — and it writes a fresh heartbeat by
+        `claimant`, so no other reconciler takes the action until that one goes stale.
+        """
+        component = action_component(action_id)
+        async with self._tx("claim dead action", write=True, lock=component) as conn:
+            row = (
+                await conn.execute(select(heartbeats).where(heartbeats.c.component == component))
+            ).first()
+            if row is None:
+                await conn.execute(
+                    insert(heartbeats).values(component=component, at=to_ts(now), detail=claimant)
+                )
+                return True
+            done = await conn.execute(
+                update(heartbeats)
+                .where(
+                    heartbeats.c.component == component,
+                    or_(
+                        heartbeats.c.at < to_ts(stale_before),
+                        heartbeats.c.detail.in_(list(dead_runs) or [""]),
+                    ),
+                )
+                .values(at=to_ts(now), detail=claimant)
+            )
+            return done.rowcount == 1
+
     # --- jobs: at most one launch per action ---------------------------------------------
     async def claim_launch(
         self,

@@ -9,9 +9,11 @@ the request provably never left this process.
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
@@ -19,7 +21,7 @@ from clients.errors import LaunchRefused, UpstreamError
 from core import render
 from core.catalog import Runner
 from core.policy import Policy
-from core.records import ActionStatus, Decision
+from core.records import ActionRecord, ActionStatus, Decision
 from core.redact import redact
 from core.vetting import ProposedAction
 from core.wire import JobRef, JobStatus
@@ -34,11 +36,12 @@ from tasks.jobs import (
     read_job_status,
 )
 from tasks.notify import post_message
-from tasks.runners import AnsibleRunner, JobRunner
+from tasks.runners import AnsibleRunner, JobRunner, LocalJobLost
 
 MARKER_KEY = "remediation_action_id"
 OUTPUT_TAIL_LINES = 40
-SLOT_WAIT_SECONDS = 5.0
+SLOT_WAIT_SECONDS = 5.0  # longest wait between two tries for a host slot
+REPORT_KEY = "remediation-action-report"
 
 
 class ActionResult(BaseModel):
@@ -91,6 +94,8 @@ class Launcher:
             self.log.error("Discord post failed: %s", exc)
 
     async def not_run(self, why: str, title: str) -> ActionResult:
+        """Nothing ran (or nobody can say what ran): the ledger, Discord and the action's
+        artifact say why."""
         now = datetime.now(UTC)
         await self.conns.ledger.set_action_status(
             self.action.action_id, ActionStatus.NOT_RUN, now=now
@@ -99,10 +104,18 @@ class Launcher:
             "not_run", {"why": why}, now=now, action_id=self.action.action_id
         )
         await self.say(title, why)
+        record = await self.conns.ledger.get_action(self.action.action_id)
+        await acreate_markdown_artifact(
+            key=REPORT_KEY,
+            markdown=not_run_report(self.action, self.decision, record, why),
+            description=f"{self.action.catalog_key} on {self.action.host}: not run",
+        )
         return ActionResult(
             action_id=self.action.action_id,
             status="not_run",
             decision=self.decision,
+            job_id=record.job.job_id if record and record.job else None,
+            job_state=record.job.state if record and record.job else None,
             explanation=why,
         )
 
@@ -135,14 +148,24 @@ class Launcher:
                     color=render.GREY,
                 )
                 announced = True
-            await asyncio.sleep(SLOT_WAIT_SECONDS)
+            await asyncio.sleep(min(self.settings.job_poll_seconds, SLOT_WAIT_SECONDS))
 
     async def launch(self) -> JobRef | ActionResult:
+        """The action's job: the one recorded, the one found by its marker, or a new one
+        launched exactly once — or an ActionResult saying why there is none."""
         record = await self.conns.ledger.get_action(self.action.action_id)
+        if record is not None and record.status.terminal:
+            self.log.info("action already %s: nothing to do", record.status.value)
+            return ActionResult(
+                action_id=self.action.action_id,
+                status=record.status.value,
+                decision=self.decision,
+                job_id=record.job.job_id if record.job else None,
+                job_state=record.job.state if record.job else None,
+            )
         job = record.job if record else None
         if job is not None and job.job_id:
-            self.log.info("job %s already launched for this action: polling it", job.job_id)
-            return JobRef(runner=job.runner, job_id=job.job_id, url=job.job_url)
+            return await self._recorded(job.runner, job.job_id, job.job_url)
         if job is None:
             if await kill_switch_engaged():
                 return await self.not_run(
@@ -165,8 +188,20 @@ class Launcher:
             record = await self.conns.ledger.get_action(self.action.action_id)
             job = record.job if record else None
         if job is not None and job.job_id:
-            return JobRef(runner=job.runner, job_id=job.job_id, url=job.job_url)
+            return await self._recorded(job.runner, job.job_id, job.job_url)
         return await self._find_unknown_launch(job.intent_at if job else datetime.now(UTC))
+
+    async def _recorded(self, runner: str, job_id: str, url: str | None) -> JobRef | ActionResult:
+        """A job id is in the ledger: poll that job — unless it was a local Ansible job
+        of a process that has died, which nobody can follow any more."""
+        if isinstance(self.runner, AnsibleRunner) and not self.runner.knows(job_id):
+            return await self._unknown(
+                f"Launch state unknown: local Ansible job `{job_id}` was started by a "
+                "process that has since died, so its outcome cannot be read. It was NOT "
+                "relaunched — please check the host by hand."
+            )
+        self.log.info("job %s already launched for this action: polling it", job_id)
+        return JobRef(runner=runner, job_id=job_id, url=url)  # type: ignore[arg-type]
 
     async def _launch_new(self) -> JobRef | ActionResult:
         extra = {
@@ -223,30 +258,37 @@ class Launcher:
                 break
             await asyncio.sleep(1.0 + attempt)
         if found is None:
-            await self.conns.ledger.record_job_state(
-                self.action.action_id, state="unknown", finished=True, now=datetime.now(UTC)
-            )
-            await self.conns.ledger.record_attempt(
-                action_id=self.action.action_id,
-                fingerprints=self.action.fingerprints,
-                host=self.action.host,
-                catalog_key=self.action.catalog_key,
-                outcome="launch_unknown",
-                counts=True,
-                explanation="the launch may or may not have created a job",
-                now=datetime.now(UTC),
-            )
-            return await self.not_run(
+            return await self._unknown(
                 f"Launch state unknown: the request to {self.action.runner.value} may have "
                 f"created a job, but none carrying marker {self.action.action_id} was found. "
-                "It was NOT relaunched — please check the runner by hand.",
-                f"❓ Launch state unknown: {self.action.catalog_key} on {self.action.host}",
+                "It was NOT relaunched — please check the runner by hand."
             )
         await self.conns.ledger.record_job_launched(
             self.action.action_id, job_id=found.job_id, job_url=found.url, now=datetime.now(UTC)
         )
         self.log.info("found job %s by its marker", found.job_id)
         return found
+
+    async def _unknown(self, why: str) -> ActionResult:
+        """Escalate: a job may exist (or have run) that cannot be followed. Recorded as a
+        counted attempt so the issue is not retried blindly, and never relaunched."""
+        now = datetime.now(UTC)
+        await self.conns.ledger.record_job_state(
+            self.action.action_id, state="unknown", finished=True, now=now
+        )
+        await self.conns.ledger.record_attempt(
+            action_id=self.action.action_id,
+            fingerprints=self.action.fingerprints,
+            host=self.action.host,
+            catalog_key=self.action.catalog_key,
+            outcome="launch_unknown",
+            counts=True,
+            explanation="the launch may or may not have created a job",
+            now=now,
+        )
+        return await self.not_run(
+            why, f"❓ Launch state unknown: {self.action.catalog_key} on {self.action.host}"
+        )
 
     # --- poll ---------------------------------------------------------------------------
     async def poll(self, ref: JobRef) -> tuple[JobStatus | None, bool]:
@@ -262,13 +304,17 @@ class Launcher:
         while True:
             try:
                 status = await read_job_status(self.runner, ref.job_id)
+            except LocalJobLost as exc:
+                self.log.error("job %s cannot be followed: %s", ref.job_id, exc)
+                return None, False
+            except UpstreamError as exc:
+                self.log.warning("status of job %s unavailable: %s", ref.job_id, exc)
+            else:
                 await self.conns.ledger.record_job_state(
                     self.action.action_id, state=status.state.value, now=datetime.now(UTC)
                 )
                 if status.state.terminal:
                     return status, False
-            except UpstreamError as exc:
-                self.log.warning("status of job %s unavailable: %s", ref.job_id, exc)
             if datetime.now(UTC) >= deadline:
                 try:
                     await cancel_job(self.runner, ref.job_id)
@@ -284,3 +330,26 @@ class Launcher:
             return f"(output unavailable: {exc})"
         lines = redact(text, self.conns.secrets).splitlines()
         return "\n".join(lines[-OUTPUT_TAIL_LINES:])
+
+
+def not_run_report(
+    action: ProposedAction, decision: Decision, record: ActionRecord | None, why: str
+) -> str:
+    """The artifact of an action that did not run (or whose job cannot be followed)."""
+    job = record.job if record else None
+    lines = [
+        f"# `{action.catalog_key}` on `{action.host}`: not run",
+        "",
+        f"- action id: `{action.action_id}` · policy `{action.policy_hash}`",
+        f"- parameters: `{json.dumps(action.parameters)}`",
+        f"- decision: {decision.decision} by {decision.decider} ({decision.via})",
+        f"- runner: {action.runner.value} `{action.template}`",
+    ]
+    if job is not None:
+        lines.append(
+            f"- job: `{job.job_id or 'none recorded'}` · state {job.state or '-'}"
+            f" · launch intent {job.intent_at.isoformat()}"
+            + (f" ({job.job_url})" if job.job_url else "")
+        )
+    lines += ["", f"**Why:** {why}", ""]
+    return "\n".join(lines)
