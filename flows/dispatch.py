@@ -12,9 +12,9 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from prefect.context import FlowRunContext
 from prefect.deployments import arun_deployment
 from prefect.logging import get_run_logger
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from core.records import ActionStatus
@@ -51,7 +51,10 @@ async def dispatch_actions(
         return result
     await ledger.record_actions(actions, now=datetime.now(UTC))
     if mode == "auto":
-        mode = "deployment" if flow_run.get_deployment_id() else "inline"
+        # prefect.runtime.flow_run has no deployment id; the run context's flow run does
+        ctx = FlowRunContext.get()
+        deployed = ctx is not None and ctx.flow_run is not None and ctx.flow_run.deployment_id
+        mode = "deployment" if deployed else "inline"
     if mode == "deployment":
         deployment = (options.get("settings") or {}).get(
             "deployment", "remediate-action/remediate-action"
