@@ -119,14 +119,21 @@ class EpisodeLedger(LedgerBase):
     async def confirm_reported(
         self, fingerprints: Iterable[str], *, cycle_id: str, now: datetime
     ) -> int:
-        """Mark issues reported — call only after their Discord post or dispatch succeeded."""
+        """Mark issues reported — call only after their Discord post or dispatch succeeded.
+
+        Only episodes this cycle still claims: one released meanwhile (an action run
+        inline already ended failed or ineffective) stays released."""
         fps = list(fingerprints)
         if not fps:
             return 0
         async with self._tx("confirm reported", write=True, lock="episodes") as conn:
             result = await conn.execute(
                 update(issue_episodes)
-                .where(issue_episodes.c.fingerprint.in_(fps), issue_episodes.c.closed_at.is_(None))
+                .where(
+                    issue_episodes.c.fingerprint.in_(fps),
+                    issue_episodes.c.closed_at.is_(None),
+                    issue_episodes.c.claimed_by == cycle_id,
+                )
                 .values(reported_at=to_ts(now), claimed_by=cycle_id)
             )
             return result.rowcount
