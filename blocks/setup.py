@@ -1,0 +1,234 @@
+"""`remediation-blocks`: create or update every block from environment variables.
+
+Each field of each block has one variable, `REMEDIATION_<BLOCK>_<FIELD>` (for example
+`REMEDIATION_DISCORD_BOT_TOKEN`); `--help` lists them all with their descriptions.
+A block is saved when at least one of its variables is set: an existing block document
+is loaded and only the fields given are changed (so rotating one token is one
+variable), a new one is built from the variables and the fields' defaults. The ledger
+block is always saved (its default is a SQLite file under the Prefect home). Lists are
+comma-separated; booleans are true/false. `ANTHROPIC_API_KEY` is accepted for
+`REMEDIATION_CLAUDE_API_KEY`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, get_args
+
+from prefect.blocks.core import Block
+from pydantic import SecretStr, ValidationError
+
+from blocks import (
+    AwxConnection,
+    ClaudeCredentials,
+    DiscordBot,
+    LedgerDatabase,
+    LokiConnection,
+    PrometheusConnection,
+    SemaphoreConnection,
+)
+from blocks.names import BlockNames
+
+PREFIX = "REMEDIATION_"
+KINDS: dict[str, type[Block]] = {
+    "prometheus": PrometheusConnection,
+    "loki": LokiConnection,
+    "discord": DiscordBot,
+    "claude": ClaudeCredentials,
+    "awx": AwxConnection,
+    "semaphore": SemaphoreConnection,
+    "ledger": LedgerDatabase,
+}
+ALIASES = {"REMEDIATION_CLAUDE_API_KEY": "ANTHROPIC_API_KEY"}
+ALWAYS_SAVED = ("ledger",)
+NEEDED_BY_FLOWS = ("prometheus", "loki", "discord", "claude", "ledger")
+
+
+class SetupError(Exception):
+    """A variable is malformed or a block is incomplete; the message names the variable."""
+
+
+def variable(kind: str, field: str) -> str:
+    return f"{PREFIX}{kind.upper()}_{field.upper()}"
+
+
+def fields(kind: str) -> dict[str, Any]:
+    return dict(KINDS[kind].model_fields)
+
+
+def _is_list(annotation: Any) -> bool:
+    return getattr(annotation, "__origin__", None) is list or any(
+        getattr(a, "__origin__", None) is list for a in get_args(annotation)
+    )
+
+
+def _is_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or SecretStr in get_args(annotation)
+
+
+def values_from_env(kind: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The fields of one block given by the environment (empty values count as unset)."""
+    out: dict[str, Any] = {}
+    for name, info in fields(kind).items():
+        var = variable(kind, name)
+        raw = environ.get(var) or environ.get(ALIASES.get(var, ""), "")
+        if not raw:
+            continue
+        if _is_list(info.annotation):
+            out[name] = [item.strip() for item in raw.split(",") if item.strip()]
+        else:
+            out[name] = raw
+    return out
+
+
+def _explain(kind: str, exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        where = variable(kind, loc[0]) if loc else f"the {kind} variables"
+        problems.append(f"{where}: {err['msg']}")
+    return "; ".join(problems)
+
+
+async def _existing(cls: type[Block], name: str) -> Block | None:
+    try:
+        return await cls.aload(name)
+    except ValueError:  # no such document
+        return None
+
+
+async def build_block(kind: str, name: str, given: dict[str, Any], *, offline: bool) -> tuple[
+    Block, bool
+]:  # fmt: skip
+    """The block to save (the stored one with `given` applied), and whether one was stored."""
+    cls = KINDS[kind]
+    current = None if offline else await _existing(cls, name)
+    base: dict[str, Any] = {}
+    if current is not None:
+        base = {f: getattr(current, f) for f in fields(kind)}
+    try:
+        return cls.model_validate({**base, **given}), current is not None
+    except ValidationError as exc:
+        raise SetupError(_explain(kind, exc)) from exc
+
+
+def _shown(block: Block) -> str:
+    """Field values for a dry run; secrets stay masked (pydantic shows '**********')."""
+    return ", ".join(f"{k}={getattr(block, k)!s}" for k in type(block).model_fields)
+
+
+async def setup_blocks(
+    environ: Mapping[str, str],
+    names: BlockNames,
+    *,
+    only: list[str] | None = None,
+    dry_run: bool = False,
+) -> list[str]:
+    """Save every block that has variables set (and the ledger); answers a report line each.
+
+    Every block is validated before any is saved: one bad variable saves nothing.
+    """
+    report, planned, errors = [], [], []
+    for kind in only or list(KINDS):
+        name = getattr(names, kind)
+        if name is None:
+            report.append(f"skipped {kind}: no block name")
+            continue
+        given = values_from_env(kind, environ)
+        if not given and kind not in ALWAYS_SAVED:
+            report.append(f"skipped {kind}: no {variable(kind, '*')} variable set")
+            continue
+        try:
+            block, stored = await build_block(kind, name, given, offline=dry_run)
+        except SetupError as exc:
+            errors.append(str(exc))
+            continue
+        planned.append((kind, name, given, block, stored))
+    if errors:
+        raise SetupError("; ".join(errors))
+    for _kind, name, given, block, stored in planned:
+        label = f"{type(block).__name__} {name!r}"
+        if dry_run:
+            report.append(f"would save {label}: {_shown(block)}")
+            continue
+        await block.asave(name, overwrite=True)
+        changed = ", ".join(sorted(given)) or "defaults"
+        report.append(f"{'updated' if stored else 'created'} {label} ({changed})")
+    return report
+
+
+def _variables_help() -> str:
+    lines = ["environment variables (one per block field; lists are comma-separated):"]
+    for kind, cls in KINDS.items():
+        lines.append(
+            f"\n  {cls.__name__}, saved as {BlockNames.model_fields[kind].default!r} "
+            f'(another name: --blocks \'{{"{kind}": "NAME"}}\'):'
+        )
+        for name, info in fields(kind).items():
+            required = " [required]" if info.is_required() else ""
+            secret = " (secret)" if _is_secret(info.annotation) else ""
+            alias = ALIASES.get(variable(kind, name))
+            also = f" (or {alias})" if alias else ""
+            lines.append(f"    {variable(kind, name)}{also}{required}{secret}")
+            lines.append(f"        {info.description or ''}")
+    lines.append(
+        "\nThe flows need prometheus, loki, discord, claude and ledger; awx and semaphore "
+        "are needed only by catalog entries that use them."
+    )
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="remediation-blocks",
+        description="Create or update the remediation blocks in the Prefect server "
+        "(PREFECT_API_URL) from REMEDIATION_* environment variables.",
+        epilog=_variables_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--blocks", help='block document names as JSON, e.g. \'{"discord": "ops-bot"}\''
+    )
+    parser.add_argument(
+        "--only", help=f"comma-separated subset of: {', '.join(KINDS)} (default: all)"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and print what would be saved (secrets masked); save nothing",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    names = BlockNames.model_validate_json(args.blocks) if args.blocks else BlockNames()
+    only = [k.strip() for k in args.only.split(",")] if args.only else None
+    unknown = sorted(set(only or []) - set(KINDS))
+    if unknown:
+        print(f"unknown block kind(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(setup_blocks(env, names, only=only, dry_run=args.dry_run))
+    except SetupError as exc:
+        print(f"not saved: {exc}", file=sys.stderr)
+        return 2
+    for line in report:
+        print(line)
+    missing = [k for k in NEEDED_BY_FLOWS if any(r.startswith(f"skipped {k}:") for r in report)]
+    if missing and only is None:
+        print(
+            f"note: the flows also need {', '.join(missing)}; set their variables unless "
+            "those blocks already exist",
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
