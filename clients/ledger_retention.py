@@ -109,6 +109,18 @@ class RetentionLedger(LedgerBase):
             ).first()
         return None if row is None else (from_ts(row.at), row.detail or "")
 
+    async def alert_state(self, name: str) -> tuple[bool, datetime] | None:
+        """Whether one of the remediator's own alerts fires, and since when."""
+        async with self._tx("read alert state", write=False) as conn:
+            row = (
+                await conn.execute(
+                    select(alert_states.c.firing, alert_states.c.changed_at).where(
+                        alert_states.c.name == name
+                    )
+                )
+            ).first()
+        return None if row is None else (bool(row.firing), from_ts(row.changed_at))
+
     async def metric_facts(self, *, now: datetime, window: timedelta) -> LedgerFacts:
         """Approvals, jobs, verdicts, cycles and Claude usage of the window ending `now`,
         plus pending approvals, running jobs, heartbeats and alert states now."""

@@ -275,14 +275,14 @@ def window_families(f: LedgerFacts, *, now: datetime, kill_switch: bool) -> list
         ),
         _one("kill_switch_engaged", "1 while the operator kill switch is on.", float(kill_switch)),
     ]
-    if listener is not None:
-        families.append(
-            _one(
-                "listener_lag_seconds",
-                "Seconds since the approval listener last polled.",
-                max(0.0, (now - listener).total_seconds()),
-            )
+    lag = math.nan if listener is None else max(0.0, (now - listener).total_seconds())
+    families.append(
+        _one(
+            "listener_lag_seconds",
+            "Seconds since the approval listener last polled (NaN: it never has).",
+            lag,
         )
+    )
     return families
 
 

@@ -238,6 +238,13 @@ def _ts(at: datetime) -> str:
     return f"<t:{int(at.timestamp())}:R> ({at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)"
 
 
+async def _beat_since_alert(conns: Any, name: str, beat: datetime | None) -> bool:
+    """True when `name` fires and a heartbeat arrived after it fired: a recovery. Only
+    a new beat clears an alert, so checkers with different thresholds never flip it."""
+    state = await conns.ledger.alert_state(name)
+    return state is not None and state[0] and beat is not None and beat > state[1]
+
+
 async def _check_cycle(conns: Any, now: datetime, limit: float | None, who: str) -> bool | None:
     beat = await conns.ledger.heartbeat_detail("cycle")
     if beat is None:
@@ -257,7 +264,7 @@ async def _check_cycle(conns: Any, now: datetime, limit: float | None, who: str)
             f"worker and the last cycle run in Prefect. (Noticed by the {who}.)",
             render.RED,
         )
-    else:
+    elif await _beat_since_alert(conns, CYCLE_ALERT, at):
         await cycle_recovered(conns, now, at)
     return stale
 
@@ -274,17 +281,21 @@ async def cycle_recovered(conns: Any, now: datetime, at: datetime | None = None)
     )
 
 
+async def _listener_recovered(conns: Any, now: datetime, at: datetime) -> None:
+    await _transition(
+        conns,
+        LISTENER_ALERT,
+        False,
+        now,
+        "✅ Approval listener polling again",
+        f"The listener polled {_ts(at)}: reactions are read and deadlines applied again.",
+        render.GREEN,
+    )
+
+
 async def _check_listener(conns: Any, now: datetime, limit: float | None, who: str) -> bool | None:
     if who == "listener":  # it is polling right now
-        await _transition(
-            conns,
-            LISTENER_ALERT,
-            False,
-            now,
-            "✅ Approval listener polling again",
-            "Discord reactions are read and deadlines applied again.",
-            render.GREEN,
-        )
+        await _listener_recovered(conns, now, now)
         return False
     beat = await conns.ledger.heartbeat_detail("listener")
     waiting = await conns.ledger.actions_with_status(ActionStatus.AWAITING_APPROVAL)
@@ -305,16 +316,8 @@ async def _check_listener(conns: Any, now: datetime, limit: float | None, who: s
             f"(Noticed by the {who}.)",
             render.RED,
         )
-    elif not stale and beat:
-        await _transition(
-            conns,
-            LISTENER_ALERT,
-            False,
-            now,
-            "✅ Approval listener polling again",
-            f"The listener polled {_ts(since)}.",
-            render.GREEN,
-        )
+    elif beat and await _beat_since_alert(conns, LISTENER_ALERT, beat[0]):
+        await _listener_recovered(conns, now, beat[0])
     return stale and bool(waiting)
 
 
@@ -328,10 +331,12 @@ async def check_dead_mans_switch(
 ) -> dict[str, bool | None]:
     """Alert once when the cycle or the listener stopped beating, and once on recovery.
 
-    Thresholds: the arguments when given, else what the last heartbeat declared, else
-    twice 15 minutes (cycle) and 2 minutes (listener). Returns {"cycle": stale?,
-    "listener": stale while approvals wait?} (None: never seen). Never raises an
-    upstream error: a failing check must not stop the component that runs it."""
+    Fires when the last heartbeat is older than the threshold: the argument when given,
+    else what the heartbeat declared, else twice 15 minutes (cycle) or 2 minutes
+    (listener, and only while approvals wait). Clears once a heartbeat arrives after
+    the alert fired. Returns {"cycle": silent?, "listener": silent while approvals
+    wait?} (None: never seen). Never raises an upstream error: a failing check must not
+    stop the component that runs it."""
     out: dict[str, bool | None] = {}
     try:
         if component != "cycle":  # a running cycle has not completed yet: not judged

@@ -223,7 +223,7 @@ def test_empty_window_is_valid_and_nan_quantiles() -> None:
     m = _parsed(text)
     assert math.isnan(m["remediation_approval_latency_seconds"][(("quantile", "0.5"),)])
     assert m["remediation_approval_latency_seconds_count"][()] == 0
-    assert "remediation_listener_lag_seconds" not in m  # never polled: no made-up lag
+    assert math.isnan(m["remediation_listener_lag_seconds"][()])  # never polled: unknown
     assert not any(name.startswith("remediation_cycle_") for name in m)
     rows = table_rows(build_metrics(None, facts, now=NOW, kill_switch=False))
     assert {"metric": "remediation_approval_latency_seconds", "labels": "quantile=0.5",
