@@ -337,6 +337,15 @@ def full_explanation(v: Verification) -> str:
     return f"{v.note}. {v.explanation}" if v.note else v.explanation
 
 
+def _verdict_text(v: Verification) -> str:
+    """The explanation, and the re-check's own finding when it is not already said."""
+    text = full_explanation(v)
+    detail = v.recheck.detail
+    if detail and detail not in text:
+        text = f"{text}\nRe-check: {detail}" if text else f"Re-check: {detail}"
+    return text or "-"
+
+
 def result_embed(
     *,
     action: ProposedAction,
@@ -376,10 +385,7 @@ def result_embed(
             value="\n".join(verification.recheck.metric_lines())[:1024],
             inline=False,
         ),
-        EmbedField(
-            name=f"Verdict: {verdict}",
-            value=(full_explanation(verification) or verification.recheck.detail or "-")[:1024],
-        ),
+        EmbedField(name=f"Verdict: {verdict}", value=_verdict_text(verification)[:1024]),
         EmbedField(name="Last output lines", value=quoted(output_tail[-900:] or "(none)", 950)),
     ]
     job_note = "" if job_state == "successful" else f" (job {job_state})"

@@ -335,6 +335,7 @@ def test_result_embed_has_every_field_and_the_verdict_colour() -> None:
         before=1,
         value=1,
         data_points=3,
+        detail="now 1",
     )
     e = result_embed(
         action=proposed(),
@@ -354,7 +355,7 @@ def test_result_embed_has_every_field_and_the_verdict_colour() -> None:
     assert fields["Job"] == "`42` ([open](http://awx/#/jobs/42))"
     assert fields["Job state"] == "**failed**" and fields["Duration"] == "2.2 s"
     assert fields["Metric before → after"] == "failed_unit nginx.service: 1 → 1"
-    assert fields["Verdict: ineffective"] == "Claude said effective, but x. why"
+    assert fields["Verdict: ineffective"] == "Claude said effective, but x. why\nRe-check: now 1"
     assert "fatal: boom" in fields["Last output lines"]
 
 
