@@ -11,7 +11,8 @@ README: the server's `db_vacuum` service, `prefect artifact delete`, and the res
 files under PREFECT_HOME/storage).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Prefect validates a deployed flow's
+# parameters from its annotations at run time, and string annotations do not resolve.
 
 from datetime import UTC, datetime, timedelta
 from typing import Any

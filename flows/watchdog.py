@@ -7,7 +7,8 @@ Discord alert when either went silent, and one when it recovers (exactly once ac
 every component that checks, through the ledger's alert states).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Prefect validates a deployed flow's
+# parameters from its annotations at run time, and string annotations do not resolve.
 
 import asyncio
 import sys

@@ -35,6 +35,7 @@ from core.vetting import ProposedAction, vet_actions
 from flows import operator_controls
 from flows.operator_controls import OperatorSettings
 from flows.remediation_cycle import remediation_cycle
+from flows.retention import prune_ledger
 from flows.watchdog import remediation_watchdog
 from tasks.controls import set_kill_switch
 from tasks.selfmetrics import push_metrics
@@ -439,3 +440,47 @@ async def test_push_replaces_the_group_on_a_real_pushgateway(pushgateway: str) -
     assert samples["remediation_kill_switch_engaged"].value == 1
     # PUT replaced the whole group: the listener's heartbeat series is gone
     assert "remediation_heartbeat_timestamp_seconds" not in samples
+
+
+# --- retention and parameters ------------------------------------------------------------------
+async def test_prune_ledger_flow_never_cuts_into_the_attempt_window(stack: Stack) -> None:
+    now = datetime.now(UTC)
+    async with stack.ledger() as ledger:
+        for age in (timedelta(days=40), timedelta(hours=12)):
+            await ledger.record_audit("note", {}, now=now - age)
+            await ledger.record_attempt(
+                action_id=f"act-{age.total_seconds():.0f}",
+                fingerprints=[FP],
+                host="web-02",
+                catalog_key="restart_unit",
+                outcome="ineffective",
+                counts=True,
+                explanation="",
+                now=now - age,
+            )
+    # six hours asked for, but the policy's attempt window (24 h) is kept whatever
+    deleted = await prune_ledger(older_than_days=0.25, policy=FAST_POLICY, blocks=stack.names)
+    assert (deleted["audit"], deleted["attempts"]) == (1, 1)
+    async with stack.ledger() as ledger:
+        [kept] = (await ledger.attempt_history([FP], since=now - timedelta(days=365)))[FP]
+    assert abs((kept.at - (now - timedelta(hours=12))).total_seconds()) < 0.01
+    async with get_client() as client:
+        [artifact] = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["remediation-ledger-prune"])
+            ),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    assert artifact.type == "table"
+
+
+def test_operator_flow_parameters_validate_as_deployed_runs_do() -> None:
+    cycle = remediation_cycle.validate_parameters(
+        {"controls": {"cycle_interval_seconds": 300, "metrics_textfile": "/srv/r.prom"}}
+    )
+    assert cycle["controls"].cycle_interval_seconds == 300
+    watchdog = remediation_watchdog.validate_parameters({"cycle_interval_seconds": 60})
+    assert watchdog["cycle_interval_seconds"] == 60
+    prune = prune_ledger.validate_parameters({"older_than_days": 7, "policy": {}})
+    assert prune["older_than_days"] == 7
