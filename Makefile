@@ -5,16 +5,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := prometheus postgresql chromium
+APT_PACKAGES := prometheus prometheus-pushgateway postgresql chromium
 
 .PHONY: test demo bench lint system-packages setup clean
 
 setup: system-packages $(STAMP)
 
-# Debian packages the real-parts tests need: Prometheus, PostgreSQL, Chromium.
+# Debian packages the real-parts tests need: Prometheus (and its Pushgateway), PostgreSQL,
+# Chromium.
 system-packages:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
