@@ -438,6 +438,65 @@ async def test_ui_resume_racing_the_listener_records_what_prefect_applied(stack:
     assert message(stack, record).content == "✅ Approved — decided in the Prefect UI — looks fine"
 
 
+async def test_a_refused_ui_approval_racing_a_veto_leaves_the_veto(stack: Stack) -> None:
+    pol = policy()
+    [a] = proposals(pol, ("db-01", "high"))
+    runs = Actions(stack, pol)
+    async with Background(stack, pol):
+        runs.start(a)
+        [record] = await runs.paused(a)
+        reject_path = r"/api/v10/channels/.*/reactions/%E2%9D%8C"
+        held = len(stack.discord.received("GET", reject_path))
+        stack.discord.inject(method="GET", path=reject_path, mode="delay", delay=3.0)
+        react(stack, record, "❌", "alice")
+        await eventually(
+            lambda: len(stack.discord.received("GET", reject_path)) > held,
+            what="the listener reading reactions",
+        )
+        async with get_client() as client:  # a UI approve, which high risk does not accept
+            answer = await client.resume_flow_run(
+                uuid.UUID(record.request.flow_run_id), run_input={"decision": "approve"}
+            )
+        assert answer.status.value == "ACCEPT"
+        [state] = await runs.finished(a)
+    assert completed(state) and (await state.result()).status == "rejected"
+    assert await events(stack, a.action_id, "ui_approve_refused")
+    d = await decision(stack, a)
+    assert (d.decision, d.decider, d.via) == ("reject", "alice", "discord")
+    assert stack.awx.launches(SCRIPTED) == 0
+    assert message(stack, record).content == "❌ Rejected by alice"
+
+
+async def test_after_a_restart_past_the_deadline_only_earlier_votes_count(stack: Stack) -> None:
+    pol = policy(deadline=8)
+    [a] = proposals(pol, ("db-01", "high"))
+    runs = Actions(stack, pol)
+    first = Background(stack, pol).start()
+    runs.start(a)
+    [record] = await runs.paused(a)
+    react(stack, record, "✅", "alice")
+
+    async def recorded() -> bool:
+        async with stack.ledger() as ledger:
+            return len(await ledger.votes(a.action_id)) == 1
+
+    await eventually(recorded, what="alice's vote recorded")
+    await first.kill()
+    deadline = record.request.deadline
+    await eventually(lambda: datetime.now(UTC) > deadline, what="the deadline")
+    react(stack, record, "✅", "bob")  # a second approver, but only after the deadline
+    async with Background(stack, pol):
+        [state] = await runs.finished(a)
+    assert completed(state) and (await state.result()).status == "rejected"
+    d = await decision(stack, a)
+    assert (d.decision, d.via) == ("reject", "deadline")
+    async with stack.ledger() as ledger:
+        votes = {v.username: v for v in await ledger.votes(a.action_id)}
+    assert votes["alice"].first_seen_at < deadline < votes["bob"].first_seen_at
+    assert stack.awx.launches(SCRIPTED) == 0
+    assert message(stack, record).content == "⏰ Deadline passed with no decision: will not run"
+
+
 async def test_five_paused_actions_approved_in_one_poll_all_complete(stack: Stack) -> None:
     pol = policy()
     hosts = ["web-01", "web-02", "db-01", "app-01", "app-02"]
