@@ -30,7 +30,7 @@ from core.records import ActionRecord, ActionStatus, ApprovalRequest, Decision
 from core.vetting import ProposedAction
 from flows.approval_input import ApprovalInput
 from flows.connections import Connections, open_connections
-from flows.execution import ActionResult, carry_out
+from flows.execution import ActionResult, carry_out, close_cycle_if_done
 from flows.reconciler import keep_alive
 from flows.settings import ActionSettings
 from tasks.approval import post_approval_request
@@ -267,6 +267,8 @@ async def _on_failure(flow: Any, run: Any, state: Any) -> None:
                 "the reconciler continues it if a job was launched."
             )
         await _say(conns, render.notice_message(title, text, color=render.GREY))
+        if waiting:  # it ended: it may have been the cycle's last action
+            await close_cycle_if_done(conns, action.cycle_id)
 
 
 @flow(name="remediate-action", flow_run_name=_run_name, retries=0, on_failure=[_on_failure])
@@ -317,6 +319,7 @@ async def remediate_action(
                     color=render.GREY,
                 ),
             )
+            await close_cycle_if_done(conns, proposal.cycle_id)
             return ActionResult(action_id=proposal.action_id, status="rejected", decision=decision)
         return await carry_out(conns, checked, proposal, decision, settings, run_id)
 
