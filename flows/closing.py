@@ -32,14 +32,19 @@ async def post_cycle_summary(conns: Connections, cycle_id: str) -> bool:
     """Post once, by whichever ends last — the cycle or its last action (the ledger
     arbitrates: only when the cycle has finished and every action is terminal)."""
     ledger = conns.ledger
-    if not await ledger.claim_cycle_summary(cycle_id, now=datetime.now(UTC)):
+    try:
+        if not await ledger.claim_cycle_summary(cycle_id, now=datetime.now(UTC)):
+            return False
+        records = await ledger.cycle_actions(cycle_id)
+        verdicts = {}
+        for r in records:
+            for entry in await ledger.audit_trail(action_id=r.proposal.action_id):
+                if entry["event"] == "finished" and entry["detail"].get("verdict"):
+                    verdicts[r.proposal.action_id] = entry["detail"]["verdict"]
+        flow_run_id = await ledger.cycle_flow_run(cycle_id)
+    except UpstreamError as exc:
+        get_run_logger().error("cycle summary of %s not made: %s", cycle_id, exc)
         return False
-    records = await ledger.cycle_actions(cycle_id)
-    verdicts = {}
-    for r in records:
-        for entry in await ledger.audit_trail(action_id=r.proposal.action_id):
-            if entry["event"] == "finished" and entry["detail"].get("verdict"):
-                verdicts[r.proposal.action_id] = entry["detail"]["verdict"]
     rows = cycle_summary_rows(records, verdicts)
     try:
         await post_message(
@@ -49,7 +54,6 @@ async def post_cycle_summary(conns: Connections, cycle_id: str) -> bool:
         )
     except UpstreamError as exc:
         get_run_logger().error("cycle summary post failed: %s", exc)
-    flow_run_id = await ledger.cycle_flow_run(cycle_id)
     async with get_client() as client:
         await client.create_artifact(
             ArtifactCreate(

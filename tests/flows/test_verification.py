@@ -11,19 +11,28 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     ArtifactFilterKey,
 )
+from prefect.runtime import flow_run
 
+from blocks import PrometheusConnection
+from core.analysis import ModelAction
 from core.checks import DetectionSettings
 from core.models import CheckName, Issue, Severity
-from core.policy import load_policy
+from core.policy import load_policy, policy_hash
 from core.report import CycleOutcome, CycleReport
 from core.verify import evaluate_recheck, recheck_queries
+from core.vetting import vet_actions
+from flows.connections import open_connections
+from flows.remediate_action import remediate_action
 from flows.remediation_cycle import remediation_cycle
+from flows.settings import ActionSettings
+from flows.verification import Verifier
 from sandbox.anthropic_wire import tool_answer
 from sandbox.jobs import JobTemplate, Phase, Script
 from tests.fixtures.loki_discord import CHANNEL_ID
@@ -35,6 +44,7 @@ FP02 = "web-02|failed_unit|nginx.service"
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 GREEN, RED, YELLOW = 0x2ECC71, 0xE74C3C, 0xF1C40F
 RESTART_UNIT = 10
+DEAD_URL = "http://127.0.0.1:9"  # the discard port: nothing listens
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -156,8 +166,14 @@ async def test_recheck_queries_read_real_data_for_every_check(stack: Stack) -> N
 
 async def test_recheck_of_a_host_that_went_down_has_no_data(stack: Stack) -> None:
     settings: DetectionSettings = load_policy(FAST_POLICY).detection
-    unit = Issue(host="web-01", check=CheckName.FAILED_UNIT, subject="nginx.service",
-                 severity=Severity.CRITICAL, value=1.0, observed_at=datetime.now(UTC))  # fmt: skip
+    unit = Issue(
+        host="web-01",
+        check=CheckName.FAILED_UNIT,
+        subject="nginx.service",
+        severity=Severity.CRITICAL,
+        value=1.0,
+        observed_at=datetime.now(UTC),
+    )
     stack.fleet.patch("web-01", {"down": True})
     await stack.scraped('up{instance="web-01"} == 0')
     queries = recheck_queries(unit, settings, window_s=3.0)
@@ -203,8 +219,9 @@ async def test_effective_and_ineffective_results_summary_and_then_a_relapse(stac
 
     # attempts: the ineffective one counts and releases its issue; the effective one
     # closes its episode (so a return is new, and soon after, a relapse)
-    outcomes = {a.action_id.split(":")[0]: (a.outcome, a.counts) for a in await attempts(
-        stack, FP01, FP02)}  # fmt: skip
+    outcomes = {
+        a.action_id.split(":")[0]: (a.outcome, a.counts) for a in await attempts(stack, FP01, FP02)
+    }
     assert outcomes == {
         rec["web-02"].proposal.action_id: ("effective", False),
         rec["web-01"].proposal.action_id: ("ineffective", True),
@@ -236,8 +253,10 @@ async def test_effective_and_ineffective_results_summary_and_then_a_relapse(stac
         "| `restart_unit` | web-02 | finished | approve by alice (discord) | successful | "
         "effective |" in summary_md
     )
-    assert "| `restart_unit` | web-01 | finished | approve by alice (discord) | successful | " \
-        "ineffective |" in summary_md  # fmt: skip
+    assert (
+        "| `restart_unit` | web-01 | finished | approve by alice (discord) | successful | "
+        "ineffective |" in summary_md
+    )
 
     # the action report: the whole story, on the action's own flow run
     story = await artifact("remediation-action-report", runs["web-02"])
@@ -379,3 +398,91 @@ async def test_failed_job_is_reported_failed_and_still_verified(stack: Stack) ->
     assert '{"state": "failed"}' in prompt and '"still_breaching": true' in prompt
     assert [(a.outcome, a.counts) for a in await attempts(stack, FP02)] == [("failed", True)]
     assert (await open_episodes(stack))[FP02]["reported_at"] is None  # released
+
+
+# --- pieces of the loop on their own ---------------------------------------------------------
+def vetted(cycle_id: str, host: str = "web-02") -> Any:
+    policy = load_policy(FAST_POLICY)
+    unit = Issue(
+        host=host,
+        check=CheckName.FAILED_UNIT,
+        subject="nginx.service",
+        severity=Severity.CRITICAL,
+        value=1.0,
+        observed_at=datetime.now(UTC),
+    )
+    model = ModelAction(
+        catalog_key="restart_unit",
+        host=host,
+        parameters={"unit": "nginx.service"},
+        risk="low",
+        reason="unit failed",
+        expected_outcome="unit active",
+    )
+    [action] = vet_actions(
+        [model],
+        [unit],
+        policy=policy,
+        policy_hash=policy_hash(policy),
+        history={},
+        pending_approvals=0,
+        cycle_id=cycle_id,
+        now=datetime.now(UTC),
+    ).approved
+    return action
+
+
+async def test_failing_recheck_query_is_inconclusive(stack: Stack) -> None:
+    """Prometheus unreachable at verification: the re-check fails, so no verdict."""
+
+    @flow
+    async def verify_without_prometheus() -> Any:
+        conns = await open_connections(stack.names, ("loki", "claude", "ledger"))
+        conns.blocks["prometheus"] = PrometheusConnection(url=DEAD_URL, timeout_seconds=2)
+        async with conns:
+            verifier = Verifier(
+                conns, load_policy(FAST_POLICY), vetted("c-dead"), ActionSettings(settle_seconds=0)
+            )
+            return await verifier.verify("successful", "ok", datetime.now(UTC))
+
+    v = await verify_without_prometheus()
+    assert v.verdict == "inconclusive" and v.recheck.still_breaching is None
+    assert v.recheck.detail.startswith("re-check query failed: "), v.recheck.detail
+    assert v.claude_verdict == "inconclusive"  # the sandbox model saw no data either
+
+
+async def test_a_cycle_that_ended_first_is_summed_up_by_its_last_action(stack: Stack) -> None:
+    """Dispatched as deployments, the cycle ends in seconds; its last action to end —
+    here one rejected in Discord — posts the summary and writes it on the cycle's run."""
+
+    @flow
+    async def cycle_that_dispatched_one_action() -> tuple[str, Any]:
+        cycle_id = str(flow_run.get_id())
+        action = vetted(cycle_id)
+        now = datetime.now(UTC)
+        async with stack.ledger() as ledger:
+            await ledger.record_cycle_start(cycle_id, flow_run_id=cycle_id, now=now)
+            await ledger.record_actions([action], now=now)
+            await ledger.record_cycle_end(cycle_id, actions_dispatched=1, report={}, now=now)
+        return cycle_id, action
+
+    cycle_id, action = await cycle_that_dispatched_one_action()
+    async with listener(stack):
+        run = asyncio.create_task(
+            remediate_action(
+                action=action.model_dump(mode="json"),
+                policy=FAST_POLICY,
+                blocks=stack.names,
+                settings=FAST_SETTINGS,
+            )
+        )
+        [request] = await eventually(lambda: approval_messages(stack), what="approval request")
+        stack.discord.react(CHANNEL_ID, request.id, "❌", "alice")
+        assert (await asyncio.wait_for(run, timeout=60)).status == "rejected"
+    [summary] = embeds_titled(stack, "🏁 Workflow complete: 1 action(s)")
+    assert summary["footer"]["text"] == f"cycle {cycle_id}"
+    assert summary["fields"][0]["value"].startswith("reject by alice (discord); job not launched")
+    markdown = await artifact("remediation-cycle-summary", cycle_id)
+    assert "| `restart_unit` | web-02 | rejected | reject by alice (discord) | not launched |" in (
+        markdown
+    )
