@@ -174,7 +174,9 @@ async def answer_pending_when_paused(
         run = paused.get(record.request.flow_run_id or "") if record.request else None
         if run is None:
             continue  # not paused yet: answered on a later poll
-        decision = Decision(
+        # An intent recorded before the switch went on is applied as it is (the first
+        # intent always wins); if it is an approve, the launcher refuses to launch.
+        decision = record.decision or Decision(
             action_id=record.proposal.action_id,
             decision="reject",
             decider=OPERATOR,
@@ -183,7 +185,7 @@ async def answer_pending_when_paused(
             intended_at=now,
         )
         try:
-            if await listener.apply(record, run, decision):
+            if await listener.apply(record, run, decision) and record.decision is None:
                 answered.append(record)
         except Exception as exc:  # noqa: BLE001 - one action's trouble never stops the rest
             log.warning("could not answer %s: %s", record.proposal.action_id, exc)
