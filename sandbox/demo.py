@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import signal
 import socket
@@ -28,6 +29,7 @@ from typing import Any
 import httpx
 import yaml
 
+from sandbox.demo_follow import Follower, listener_alive, rule_hits
 from sandbox.demo_procs import Processes, wait_for
 from sandbox.demo_profile import BREACHES, OPERATOR_PLAN, POLICY_FILE, PROFILES, SCENARIO, Profile
 from sandbox.demo_report import DemoResult
@@ -84,8 +86,6 @@ class Demo:
         self.stages.append((name, time.monotonic() - started))
 
     def _env(self) -> dict[str, str]:
-        import os
-
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "REMEDIATION_"))
         }
@@ -125,6 +125,8 @@ class Demo:
         self._print(f"decisions: {who}")
 
     # --- the stages ---------------------------------------------------------------------
+    # Independent steps overlap (each is its own process): hosts break as soon as the
+    # sandbox is up, so the sustained-for windows fill while Prefect is set up.
     def start_services(self) -> None:
         if not _port_free(self.port):
             raise RuntimeError(
@@ -149,6 +151,7 @@ class Demo:
         for name, url in self.sandbox["urls"].items():
             self.say(f"  sandbox {name:<10} {url}")
         self.say(f"  the model is the {self.sandbox['model']}")
+        self.break_hosts()
         wait_for(
             lambda: httpx.get(f"{self.api}/health", timeout=2).status_code == 200,
             timeout=120, what="the Prefect server", child=server,
@@ -156,48 +159,70 @@ class Demo:
         api_url = httpx.get(f"{self.ui}/ui-settings", timeout=5).json().get("api_url")
         self.say(f"Prefect server ready: UI {self.ui} (its API: {api_url})")
 
-    def save_blocks(self) -> None:
-        out = self.procs.run(
-            "remediation-blocks",
-            [sys.executable, "-m", "blocks.setup"],
-            env=self.sandbox["env"],
-            timeout=120,
-        )
-        self.say("remediation-blocks  (REMEDIATION_* variables from the sandbox)")
-        for line in out.strip().splitlines():
-            self.say(f"  {line}")
-
     def break_hosts(self) -> None:
         answer = httpx.post(f"{self.sandbox['urls']['fleet']}/_control/scenario", json=SCENARIO)
         answer.raise_for_status()
         for label in BREACHES:
             self.say(f"broke: {label}")
 
-    def deploy(self) -> None:
-        self.procs.run(
-            "work-pool", [_tool("prefect"), "work-pool", "create", POOL, "--type", "process"],
-            timeout=120,
-        )  # fmt: skip
+    def set_up_prefect(self) -> None:
+        """Work pool, then deploy and the worker; blocks, then the listener; all at once."""
+        prefect = _tool("prefect")
+        blocks = self.procs.start(
+            "remediation-blocks", [sys.executable, "-m", "blocks.setup"], env=self.sandbox["env"]
+        )
+        pool = self.procs.start(
+            "work-pool", [prefect, "work-pool", "create", POOL, "--type", "process"]
+        )
+        self.procs.finish(pool, timeout=120)
         self.say(f"prefect work-pool create {POOL} --type process")
         prefect_file = self.workdir / "prefect.yaml"
         prefect_file.write_text(self._deployment_file())
-        out = self.procs.run(
+        deploy = self.procs.start(
             "deploy",
-            [
-                _tool("prefect"),
-                "--no-prompt",
-                "deploy",
-                "--all",
-                "--prefect-file",
-                str(prefect_file),
-            ],
-            timeout=180,
+            [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)],
             cwd=REPO,
         )
-        created = [ln.strip(" │") for ln in out.splitlines() if "successfully" in ln]
         self.say("prefect --no-prompt deploy --all  (prefect.yaml with the demo's parameters)")
-        for line in created:
+        worker = self.procs.start(
+            "worker",
+            [prefect, "worker", "start", "--pool", POOL, "--name", "demo-worker"],
+            env={"REMEDIATION_CHECKOUT": str(REPO)},
+            cwd=REPO,
+        )
+        self.say(
+            f"REMEDIATION_CHECKOUT={REPO} prefect worker start --pool {POOL}  (PID {worker.pid})"
+        )
+        out = self.procs.finish(blocks, timeout=120)
+        self.say("remediation-blocks  (the REMEDIATION_* variables the sandbox printed)")
+        for line in out.strip().splitlines():
             self.say(f"  {line}")
+        policy_file = self.workdir / "policy.yaml"
+        policy_file.write_text(yaml.safe_dump(self.policy, sort_keys=False, allow_unicode=True))
+        listener = self.procs.start(
+            "listener",
+            [_tool("remediation-listener"), "--poll-seconds", str(self.profile.poll_seconds),
+             "--policy", str(policy_file)],
+            cwd=REPO,
+        )  # fmt: skip
+        self.say(
+            f"remediation-listener --poll-seconds {self.profile.poll_seconds}  (PID {listener.pid})"
+        )
+        out = self.procs.finish(deploy, timeout=180)
+        for line in out.splitlines():
+            if "successfully" in line:
+                self.say(f"  {line.strip(' │')}")
+
+        def worker_online() -> bool:
+            answer = httpx.post(f"{self.api}/work_pools/{POOL}/workers/filter", json={}, timeout=5)
+            return bool(answer.json())
+
+        wait_for(worker_online, timeout=90, what="the worker", child=worker)
+        self.say("worker online")
+        wait_for(
+            lambda: listener_alive(self.ledger_url), timeout=90, what="the listener", child=listener
+        )
+        self.say("listener polling")
 
     def _deployment_file(self) -> str:
         """prefect.yaml with the demo policy and settings; schedules off (the demo
@@ -218,44 +243,7 @@ class Demo:
         data.pop("definitions", None)
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
-    def start_workers(self) -> None:
-        worker = self.procs.start(
-            "worker",
-            [_tool("prefect"), "worker", "start", "--pool", POOL, "--name", "demo-worker"],
-            env={"REMEDIATION_CHECKOUT": str(REPO)},
-            cwd=REPO,
-        )
-        self.say(
-            f"REMEDIATION_CHECKOUT={REPO} prefect worker start --pool {POOL}  (PID {worker.pid})"
-        )
-        policy_file = self.workdir / "policy.yaml"
-        policy_file.write_text(yaml.safe_dump(self.policy, sort_keys=False, allow_unicode=True))
-        listener = self.procs.start(
-            "listener",
-            [_tool("remediation-listener"), "--poll-seconds", str(self.profile.poll_seconds),
-             "--policy", str(policy_file)],
-            cwd=REPO,
-        )  # fmt: skip
-        self.say(
-            f"remediation-listener --poll-seconds {self.profile.poll_seconds}  (PID {listener.pid})"
-        )
-
-        def worker_online() -> bool:
-            answer = httpx.post(f"{self.api}/work_pools/{POOL}/workers/filter", json={}, timeout=5)
-            return bool(answer.json())
-
-        wait_for(worker_online, timeout=90, what="the worker", child=worker)
-        self.say("worker online")
-        from sandbox.demo_follow import listener_alive
-
-        wait_for(
-            lambda: listener_alive(self.ledger_url), timeout=90, what="the listener", child=listener
-        )
-        self.say("listener polling")
-
     def wait_for_breaches(self) -> None:
-        from sandbox.demo_follow import rule_hits
-
         prometheus = self.sandbox["urls"]["prometheus"]
         expected = {"failed_unit": {"web-02", "db-01"}, "disk": {"db-01"}, "cpu": {"web-01"}}
         seen: dict[str, set[str]] = {}
@@ -283,19 +271,11 @@ class Demo:
 
     # --- the whole run ------------------------------------------------------------------
     def run(self) -> DemoResult:
-        from sandbox.demo_follow import Follower
-
         self.announce()
-        with self.stage("start the Prefect server and the sandbox (separate processes)"):
+        with self.stage("start the Prefect server and the sandbox; break four hosts"):
             self.start_services()
-        with self.stage("save the blocks"):
-            self.save_blocks()
-        with self.stage("break four simulated hosts"):
-            self.break_hosts()
-        with self.stage("deploy"):
-            self.deploy()
-        with self.stage("start a process worker and the approval listener"):
-            self.start_workers()
+        with self.stage("work pool, blocks, deploy, a process worker, the approval listener"):
+            self.set_up_prefect()
         with self.stage("wait until Prometheus sees the breaches"):
             self.wait_for_breaches()
         follower = Follower(self, OPERATOR_PLAN if self.profile.operator else None)

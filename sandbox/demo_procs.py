@@ -134,18 +134,22 @@ class Processes:
         env: Mapping[str, str] | None = None, cwd: Path | None = None,
     ) -> str:  # fmt: skip
         """Run a command to its end; its output, or RuntimeError with the output."""
-        child = self.start(name, argv, env=env, cwd=cwd)
+        return self.finish(self.start(name, argv, env=env, cwd=cwd), timeout=timeout)
+
+    def finish(self, child: Child, *, timeout: float) -> str:
+        """Wait for a command started with `start`; its output, or RuntimeError."""
         try:
-            code = child.proc.wait(timeout)
+            code = child.proc.wait(max(0.0, timeout - (time.monotonic() - child.started)))
         except subprocess.TimeoutExpired as exc:
             child.stop()
             raise RuntimeError(
-                f"{name} did not finish in {timeout:g} s:\n{child.log_tail()}"
+                f"{child.name} did not finish in {timeout:g} s:\n{child.log_tail()}"
             ) from exc
         finally:
-            self.children.remove(child)
+            if child in self.children:
+                self.children.remove(child)
         if code != 0:
-            raise RuntimeError(f"{name} failed (exit {code}):\n{child.log_tail()}")
+            raise RuntimeError(f"{child.name} failed (exit {code}):\n{child.log_tail()}")
         return child.log.read_text(errors="replace")
 
     def stop_all(self, report: Callable[[str], None] = print) -> None:

@@ -114,7 +114,7 @@ PROFILES = {
     "demo": Profile("demo"),
     "fast": Profile(
         "fast",
-        deadlines={"low": 45, "medium": 45, "high": 20},
+        deadlines={"low": 45, "medium": 45, "high": 15},
         reaction_scale=0.5,
         settle_seconds=2.0,
         budget_seconds=240.0,

@@ -1,0 +1,231 @@
+"""Deploying as a user does: `prefect deploy --all`, `remediation-blocks`, the console scripts.
+
+Every command runs as a subprocess against the session's Prefect test server, exactly as
+a user would type it with PREFECT_API_URL set; what it did is read back through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prefect.client.orchestration import get_client
+
+from blocks import ClaudeCredentials, DiscordBot, LedgerDatabase, PrometheusConnection, setup
+from blocks.names import BlockNames
+from core.policy import load_policy
+from flows.listener_settings import ListenerSettings
+from flows.settings import ActionSettings
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+POOL = "remediation"
+
+
+async def run(
+    argv: list[str], api_url: str, env: Mapping[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """A command as a user types it, against the test server (stdin closed: no prompts)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATION_")}
+    full_env.update({"PREFECT_API_URL": api_url, **(env or {})})
+    return await asyncio.to_thread(
+        subprocess.run, argv, cwd=REPO, env=full_env, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"{result.args} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+# --- prefect.yaml -------------------------------------------------------------------------
+@pytest.mark.slow
+async def test_prefect_deploy_all_creates_the_three_deployments(prefect_harness: str) -> None:
+    prefect = str(BIN / "prefect")
+    ok(await run([prefect, "work-pool", "create", POOL, "--type", "process"], prefect_harness))
+    ok(await run([prefect, "--no-prompt", "deploy", "--all"], prefect_harness))
+    try:
+        async with get_client() as client:
+            pool = await client.read_work_pool(POOL)
+            cycle = await client.read_deployment_by_name("remediation-cycle/remediation-cycle")
+            action = await client.read_deployment_by_name("remediate-action/remediate-action")
+            listener = await client.read_deployment_by_name("approval-listener/approval-listener")
+        assert pool.type == "process"
+        for d in (cycle, action, listener):
+            assert d.work_pool_name == POOL
+            assert d.pull_steps == [
+                {
+                    "prefect.deployments.steps.set_working_directory": {
+                        "directory": "{{ $REMEDIATION_CHECKOUT }}"
+                    }
+                }
+            ]
+            # block NAMES (the defaults every command uses) and the production policy
+            assert BlockNames.model_validate(d.parameters["blocks"]) == BlockNames()
+            assert load_policy(d.parameters["policy"]) == load_policy({})
+
+        [schedule] = cycle.schedules
+        assert schedule.active and schedule.schedule.cron == "*/15 * * * *"
+        assert cycle.concurrency_options.collision_strategy == "CANCEL_NEW"
+        assert cycle.global_concurrency_limit.limit == 1
+        assert cycle.parameters["dispatch"] == "auto"
+        # the cycle dispatches to the action deployment by its full name
+        assert action.name == "remediate-action"
+        assert (
+            cycle.parameters["dispatch_options"]["settings"]["deployment"]
+            == ActionSettings().deployment
+            == "remediate-action/remediate-action"
+        )
+
+        assert action.schedules == []
+        assert action.global_concurrency_limit is None
+        ActionSettings.model_validate(action.parameters["settings"])
+
+        [schedule] = listener.schedules
+        assert schedule.active
+        interval = schedule.schedule.interval.total_seconds()
+        settings = ListenerSettings.model_validate(listener.parameters["settings"])
+        assert listener.concurrency_options.collision_strategy == "ENQUEUE"
+        assert listener.global_concurrency_limit.limit == 1
+        # gap-free: each run polls until just before the next one is due
+        assert interval - settings.poll_seconds <= settings.run_seconds < interval
+
+        # README: redeploying re-activates a schedule paused in the meantime
+        async with get_client() as client:
+            await client.update_deployment_schedule(cycle.id, schedule_id(cycle), active=False)
+        ok(await run([prefect, "--no-prompt", "deploy", "--name", "remediation-cycle"],
+                     prefect_harness))  # fmt: skip
+        async with get_client() as client:
+            again = await client.read_deployment(cycle.id)
+        assert [s.active for s in again.schedules] == [True]
+    finally:
+        async with get_client() as client:
+            for d in await client.read_deployments():
+                if d.work_pool_name == POOL:
+                    await client.delete_deployment(d.id)
+            await client.delete_work_pool(POOL)
+
+
+def schedule_id(deployment: Any) -> Any:
+    [schedule] = deployment.schedules
+    return schedule.id
+
+
+def test_prefect_yaml_shares_one_policy_and_one_set_of_block_names() -> None:
+    """The listener applies the risk register: it must read the cycle's policy."""
+    data = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    params = {d["name"]: d["parameters"] for d in data["deployments"]}
+    policies = [p["policy"] for p in params.values()]
+    assert all(p == policies[0] for p in policies)
+    assert all(p["blocks"] == params["remediation-cycle"]["blocks"] for p in params.values())
+
+
+# --- console entry points -------------------------------------------------------------------
+HELP = {
+    "remediation-sandbox": "Prometheus",
+    "remediation-listener": "--poll-seconds",
+    "remediation-blocks": "REMEDIATION_DISCORD_BOT_TOKEN",
+    "remediation-cycle": "--dispatch",
+    "remediation-policy": "validate",
+}
+
+
+async def test_every_console_script_answers_help(prefect_harness: str) -> None:
+    results = await asyncio.gather(
+        *(run([str(BIN / name), "--help"], prefect_harness, timeout=60) for name in HELP)
+    )
+    for (name, expected), result in zip(HELP.items(), results, strict=True):
+        assert expected in ok(result), f"{name} --help:\n{result.stdout}"
+
+
+# --- remediation-blocks -------------------------------------------------------------------
+NAMES = BlockNames(
+    prometheus="t13-prometheus", loki="t13-loki", discord="t13-discord", claude="t13-claude",
+    awx="t13-awx", semaphore="t13-semaphore", ledger="t13-ledger",
+)  # fmt: skip
+
+
+async def blocks_command(api_url: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return await run(
+        [str(BIN / "remediation-blocks"), "--blocks", NAMES.model_dump_json()], api_url, env
+    )
+
+
+async def blocks_main(argv: list[str], environ: dict[str, str]) -> tuple[int, str]:
+    """`remediation-blocks` in this process (in a thread: it runs its own event loop)."""
+    out, err = io.StringIO(), io.StringIO()
+
+    def call() -> int:
+        with redirect_stdout(out), redirect_stderr(err):
+            return setup.main(argv, environ)
+
+    code = await asyncio.to_thread(call)
+    return code, out.getvalue() + err.getvalue()
+
+
+async def test_blocks_command_creates_then_updates_from_the_environment(
+    prefect_harness: str, tmp_path: Path
+) -> None:
+    ledger_url = f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
+    out = ok(await blocks_command(prefect_harness, {
+        "REMEDIATION_PROMETHEUS_URL": "http://prometheus.example:9090",
+        "REMEDIATION_PROMETHEUS_BEARER_TOKEN": "prom-token-1",
+        "REMEDIATION_DISCORD_BOT_TOKEN": "bot-token-1",
+        "REMEDIATION_DISCORD_APPROVALS_CHANNEL_ID": "200",
+        "REMEDIATION_DISCORD_GUILD_ID": "100",
+        "REMEDIATION_DISCORD_APPROVER_ROLE_IDS": "300, 301",
+        "ANTHROPIC_API_KEY": "sk-ant-from-the-usual-variable",
+        "REMEDIATION_LEDGER_URL": ledger_url,
+    }))  # fmt: skip
+    assert "created PrometheusConnection 't13-prometheus'" in out
+    assert "skipped awx" in out and "skipped loki" in out
+
+    prometheus = await PrometheusConnection.aload(NAMES.prometheus)
+    assert prometheus.url == "http://prometheus.example:9090"
+    assert prometheus.bearer_token.get_secret_value() == "prom-token-1"
+    discord = await DiscordBot.aload(NAMES.discord)
+    assert (discord.guild_id, discord.approver_role_ids) == ("100", ["300", "301"])
+    assert discord.bot_token.get_secret_value() == "bot-token-1"
+    claude = await ClaudeCredentials.aload(NAMES.claude)
+    assert claude.api_key.get_secret_value() == "sk-ant-from-the-usual-variable"
+    ledger = await LedgerDatabase.aload(NAMES.ledger)
+    assert ledger.url.get_secret_value() == ledger_url
+
+    # rotating one token changes only that field (in-process: the same main, faster)
+    code, out = await blocks_main(
+        ["--blocks", NAMES.model_dump_json()],
+        {"REMEDIATION_PROMETHEUS_BEARER_TOKEN": "prom-token-2"},
+    )
+    assert code == 0
+    assert "updated PrometheusConnection 't13-prometheus' (bearer_token)" in out
+    prometheus = await PrometheusConnection.aload(NAMES.prometheus)
+    assert prometheus.url == "http://prometheus.example:9090"
+    assert prometheus.bearer_token.get_secret_value() == "prom-token-2"
+    assert (await LedgerDatabase.aload(NAMES.ledger)).url.get_secret_value() == ledger_url
+
+
+async def test_blocks_command_saves_nothing_when_a_variable_is_wrong(prefect_harness: str) -> None:
+    names = NAMES.model_copy(update={"prometheus": "t13-never-prometheus"})
+    code, out = await blocks_main(
+        ["--blocks", names.model_dump_json()],
+        {
+            "REMEDIATION_PROMETHEUS_URL": "http://prometheus.example:9090",  # valid
+            "REMEDIATION_SEMAPHORE_URL": "http://semaphore.example",  # token missing
+            "REMEDIATION_SEMAPHORE_PROJECT_ID": "not-a-number",
+        },
+    )
+    assert code == 2
+    assert "REMEDIATION_SEMAPHORE_API_TOKEN" in out
+    assert "REMEDIATION_SEMAPHORE_PROJECT_ID" in out
+    with pytest.raises(ValueError):  # the valid block was not saved either
+        await PrometheusConnection.aload(names.prometheus)
