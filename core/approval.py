@@ -12,9 +12,9 @@ reminder, and `outcome_text` is what the approval message is edited to show.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from core.models import Frozen
 from core.policy import RiskLevel
@@ -218,6 +218,90 @@ def deadline_decision(
     if deadline_outcome(level, action) == "run":
         return "approve", f"deadline passed: the {action.risk.value}-risk default is to run"
     return "reject", f"deadline passed: the {action.risk.value}-risk default is not to run"
+
+
+def decide(
+    votes: Sequence[Vote],
+    *,
+    allowed: Callable[[str], bool],
+    bot_user_ids: set[str],
+    level: RiskLevel,
+    action: ProposedAction,
+    deadline: datetime,
+    reached_discord: bool,
+    now: datetime,
+) -> tuple[Decision | None, Tally]:
+    """The decision to apply now, if any, and the tally behind it: the votes (as they stood
+    at the deadline) when they decide, else the register's default once the deadline has
+    passed, else none yet."""
+    result = tally(votes, allowed=allowed, bot_user_ids=bot_user_ids, level=level, cutoff=deadline)
+    if result.decision is not None:
+        decision = Decision(
+            action_id=action.action_id,
+            decision=result.decision,
+            decider=", ".join(result.deciders),
+            via="discord",
+            intended_at=now,
+        )
+        return decision, result
+    if now >= deadline:
+        choice, why = deadline_decision(level, action, reached_discord=reached_discord)
+        decision = Decision(
+            action_id=action.action_id,
+            decision=choice,
+            decider="deadline default",
+            via="deadline",
+            comment=why,
+            intended_at=now,
+        )
+        return decision, result
+    return None, result
+
+
+ResumeOutcome = Literal["applied", "taken", "retry", "refused"]
+
+
+def resume_outcome(status: str, reason: str) -> ResumeOutcome:
+    """What Prefect's answer to a resume means: ACCEPT → our input was applied; ABORT →
+    the run was resumed already (the UI, another listener); a REJECT for "schema not
+    found" → the run is still entering its pause, try again; any other REJECT → refused."""
+    if status == "ACCEPT":
+        return "applied"
+    if status == "ABORT":
+        return "taken"
+    if "schema not found" in reason.lower():
+        return "retry"
+    return "refused"
+
+
+def applied_by_prefect(
+    response: Mapping[str, Any],
+    *,
+    intent: Decision | None,
+    level: RiskLevel,
+    action_id: str,
+    now: datetime,
+) -> Decision | None:
+    """The decision a run was resumed with, when the resume was not confirmed as the
+    listener's: the recorded intent if the input matches it (another listener, or one
+    killed before marking it applied), else a Prefect UI decision — or None for a UI
+    approve the register refuses (the run pauses again and stays gated)."""
+    choice = response.get("decision")
+    if choice not in ("approve", "reject"):
+        return None
+    if intent is not None and intent.via != "ui" and choice == intent.decision:
+        return intent.model_copy(update={"applied_at": intent.applied_at or now})
+    if choice == "approve" and not level.ui_approval_allowed:
+        return None
+    return Decision(
+        action_id=action_id,
+        decision=choice,
+        decider="Prefect UI",
+        via="ui",
+        comment=(str(response.get("comment") or "") or None),
+        intended_at=now,
+        applied_at=now,
+    )
 
 
 def reminder_due(

@@ -61,11 +61,12 @@ from core.approval import (
     APPROVE,
     REJECT,
     Approvers,
-    deadline_decision,
+    applied_by_prefect,
+    decide,
     outcome_text,
     reminder_due,
     reminder_embed,
-    tally,
+    resume_outcome,
     voters,
 )
 from core.policy import Policy, load_policy
@@ -273,7 +274,6 @@ class Listener:
         assert req is not None
         if record.decision is not None:  # intended before (a restart, a retry): apply it
             return record.decision, []
-        level = self.policy.risk.level(action.risk)
         votes: list[Vote] = []
         bots: set[str] = set()
         if req.message_id is not None:
@@ -281,36 +281,17 @@ class Listener:
         allowed = {
             u for u in voters(votes, req.deadline) if u not in bots and await self.allowed(u)
         }
-        result = tally(
+        decision, result = decide(
             votes,
             allowed=allowed.__contains__,
             bot_user_ids=bots,
-            level=level,
-            cutoff=req.deadline,
+            level=self.policy.risk.level(action.risk),
+            action=action,
+            deadline=req.deadline,
+            reached_discord=req.message_id is not None,
+            now=now,
         )
-        if result.decision is not None:
-            decision = Decision(
-                action_id=action.action_id,
-                decision=result.decision,
-                decider=", ".join(result.deciders),
-                via="discord",
-                intended_at=now,
-            )
-            return decision, result.approvals
-        if now >= req.deadline:
-            choice, why = deadline_decision(
-                level, action, reached_discord=req.message_id is not None
-            )
-            decision = Decision(
-                action_id=action.action_id,
-                decision=choice,
-                decider="deadline default",
-                via="deadline",
-                comment=why,
-                intended_at=now,
-            )
-            return decision, result.approvals
-        return None, result.approvals
+        return decision, result.approvals
 
     # --- applying ---------------------------------------------------------------------
     async def apply(self, record: ActionRecord, run: FlowRun, decision: Decision) -> bool:
@@ -321,11 +302,11 @@ class Listener:
             run.id,
             run_input={"decision": intent.decision, "comment": (intent.comment or "")[:500]},
         )
-        status = _status(answer)
         reason = str(getattr(answer.details, "reason", "") or "")
+        outcome = resume_outcome(_status(answer), reason)
         now = datetime.now(UTC)
         action_id = intent.action_id
-        if status == "ACCEPT":
+        if outcome == "applied":
             applied = await ledger.record_applied_decision(
                 intent.model_copy(update={"applied_at": now})
             )
@@ -334,23 +315,23 @@ class Listener:
             )
             await self.announce(record, applied, now)
             return True
-        if status == "ABORT":  # resumed already (Prefect UI, another listener)
+        if outcome == "taken":  # resumed already (the Prefect UI, another listener)
             await ledger.record_audit(
                 "resume_aborted",
                 {"reason": reason, "intended": intent.model_dump(mode="json")},
                 now=now,
                 action_id=action_id,
             )
-            applied = await self.confirm(record, str(run.id), intent)
-            if applied is not None:
-                await self.announce(record, applied, now)
+            confirmed = await self.confirm(record, str(run.id), intent)
+            if confirmed is not None:
+                await self.announce(record, confirmed, now)
             return False
-        if "schema not found" in reason.lower():
+        if outcome == "retry":
             return False  # the run is still entering its pause: retried next poll
         await ledger.record_audit(
-            "resume_rejected", {"status": status, "reason": reason}, now=now, action_id=action_id
+            "resume_rejected", {"reason": reason}, now=now, action_id=action_id
         )
-        raise ResumeRejected(f"Prefect refused to resume run {run.id} ({status}): {reason}")
+        raise ResumeRejected(f"Prefect refused to resume run {run.id}: {reason}")
 
     async def prefect_response(self, run_id: str) -> dict[str, Any] | None:
         """The input the run's latest pause was resumed with, or None (not resumed with
@@ -375,32 +356,21 @@ class Listener:
     async def confirm(
         self, record: ActionRecord, run_id: str, intent: Decision | None
     ) -> Decision | None:
-        """Record what Prefect applied to a run resumed by someone else (or by a listener
-        killed before it could mark it): the recorded intent if the input matches it,
-        else a Prefect UI decision — unless that is a UI approve the register refuses (the
-        run then pauses again with a new key and stays gated)."""
+        """Record what Prefect applied to a run resumed by someone else, or by a listener
+        killed before it could mark it (`core.approval.applied_by_prefect`)."""
         response = await self.prefect_response(run_id)
         if response is None:
             return None
-        ledger = self.conns.ledger
-        now = datetime.now(UTC)
-        if intent is not None and intent.via != "ui" and response["decision"] == intent.decision:
-            return await ledger.record_applied_decision(
-                intent.model_copy(update={"applied_at": intent.applied_at or now})
-            )
-        level = self.policy.risk.level(record.proposal.risk)
-        if response["decision"] == "approve" and not level.ui_approval_allowed:
-            return None
-        ui = Decision(
+        applied = applied_by_prefect(
+            response,
+            intent=intent,
+            level=self.policy.risk.level(record.proposal.risk),
             action_id=record.proposal.action_id,
-            decision=response["decision"],
-            decider="Prefect UI",
-            via="ui",
-            comment=(response.get("comment") or None),
-            intended_at=now,
-            applied_at=now,
+            now=datetime.now(UTC),
         )
-        return await ledger.record_applied_decision(ui)
+        if applied is None:
+            return None
+        return await self.conns.ledger.record_applied_decision(applied)
 
     async def confirm_unapplied(
         self, paused: dict[str, FlowRun], now: datetime, stats: PollStats

@@ -11,13 +11,16 @@ from core.approval import (
     APPROVE,
     REJECT,
     Approvers,
+    applied_by_prefect,
     approval_embed,
     approval_markdown,
     counts,
     deadline_decision,
+    decide,
     outcome_text,
     reminder_due,
     reminder_embed,
+    resume_outcome,
     tally,
     voters,
 )
@@ -136,6 +139,67 @@ def test_deadline_never_runs_what_never_reached_discord_or_the_catalog_forbids()
     )
     forbidden = a.model_copy(update={"deadline_default_may_run": False})
     assert deadline_decision(LOW, forbidden, reached_discord=True)[0] == "reject"
+
+
+def _decide(votes: list[Vote], risk: str = "low", *, at: int = 0, reached: bool = True):
+    a = proposed(risk)
+    return decide(
+        votes,
+        allowed=APPROVERS.__contains__,
+        bot_user_ids={"u-bot"},
+        level=REGISTER.level(Risk(risk)),
+        action=a,
+        deadline=DEADLINE,
+        reached_discord=reached,
+        now=NOW + timedelta(seconds=at),
+    )
+
+
+def test_decide_names_the_deciders_before_the_deadline() -> None:
+    d, _ = _decide([vote("bob"), vote("alice")], "high", at=10)
+    assert (d.decision, d.decider, d.via, d.intended_at) == (
+        "approve",
+        "alice, bob",
+        "discord",
+        NOW + timedelta(seconds=10),
+    )
+    pending, t = _decide([vote("alice")], "high", at=10)
+    assert pending is None and t.approvals == ["alice"]
+
+
+def test_decide_applies_the_default_only_once_the_deadline_passed() -> None:
+    assert _decide([], "low", at=299)[0] is None
+    d, _ = _decide([vote("alice", at=301)], "high", at=301)  # a late vote does not count
+    assert (d.decision, d.decider, d.via) == ("reject", "deadline default", "deadline")
+    d, _ = _decide([], "low", at=300, reached=False)
+    assert d.decision == "reject" and "never reached Discord" in d.comment
+
+
+def test_resume_outcome_reads_prefects_answer() -> None:
+    assert resume_outcome("ACCEPT", "") == "applied"
+    assert resume_outcome("ABORT", "Cannot resume a flow run that is not paused.") == "taken"
+    assert resume_outcome("REJECT", "Run input schema not found.") == "retry"
+    assert resume_outcome("REJECT", "The flow run pause has timed out") == "refused"
+
+
+def test_what_prefect_applied_is_the_intent_when_it_matches_else_the_ui() -> None:
+    intent = Decision(
+        action_id="a", decision="reject", decider="carol", via="discord", intended_at=NOW
+    )
+    later = NOW + timedelta(seconds=5)
+
+    def applied(response: dict, level=LOW, with_intent=intent):
+        return applied_by_prefect(
+            response, intent=with_intent, level=level, action_id="a", now=later
+        )
+
+    mine = applied({"decision": "reject"})
+    assert (mine.decider, mine.via, mine.applied_at) == ("carol", "discord", later)
+    ui = applied({"decision": "approve", "comment": "ok"})
+    assert (ui.decision, ui.decider, ui.via, ui.comment) == ("approve", "Prefect UI", "ui", "ok")
+    assert applied({"decision": "approve"}, level=HIGH) is None  # refused: the run re-gates
+    assert applied({"decision": "reject"}, level=HIGH, with_intent=None).via == "ui"
+    assert applied({"value": "x"}) is None
 
 
 def test_reminder_due_when_a_fifth_of_the_window_remains() -> None:

@@ -598,14 +598,15 @@ def _command(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 async def test_console_command_runs_the_same_loop_for_a_bounded_time(
     stack: Stack, prefect_harness: str
 ) -> None:
-    help_run = await asyncio.to_thread(_command, "--help")
-    assert help_run.returncode == 0
-    assert "--run-seconds" in help_run.stdout and "--poll-seconds" in help_run.stdout
+    helping = asyncio.create_task(asyncio.to_thread(_command, "--help"))
     pol = policy()
     [a] = proposals(pol, ("web-02", "low"))
     runs = Actions(stack, pol)
     runs.start(a)
     [record] = await runs.paused(a)
+    help_run = await helping
+    assert help_run.returncode == 0
+    assert "--run-seconds" in help_run.stdout and "--poll-seconds" in help_run.stdout
     react(stack, record, "✅", "alice")
     policy_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"listener-{uuid.uuid4().hex}.json"
     policy_file.write_text(json.dumps(pol))
