@@ -214,8 +214,7 @@ class Demo:
                 self.say(f"  {line.strip(' │')}")
 
         def worker_online() -> bool:
-            answer = httpx.post(f"{self.api}/work_pools/{POOL}/workers/filter", json={}, timeout=5)
-            return bool(answer.json())
+            return bool(self.call("POST", f"/work_pools/{POOL}/workers/filter", {}))
 
         wait_for(worker_online, timeout=90, what="the worker", child=worker)
         self.say("worker online")
@@ -257,11 +256,24 @@ class Demo:
             "Prometheus shows every breach through the policy's rules (sustained-for included)"
         )
 
+    def call(self, method: str, path: str, json: Any = None, attempts: int = 6) -> Any:
+        """The Prefect REST API, retried as Prefect's own client does: a busy SQLite
+        server answers 503 ("database is locked") and wants the request again."""
+        for attempt in range(attempts):
+            try:
+                answer = httpx.request(method, f"{self.api}{path}", json=json, timeout=15)
+                if answer.status_code not in (429, 503):
+                    answer.raise_for_status()
+                    return answer.json()
+            except httpx.TransportError:
+                if attempt == attempts - 1:
+                    raise
+            time.sleep(min(2**attempt, 8))
+        raise RuntimeError(f"{method} {path}: the Prefect server stayed busy ({answer.text})")
+
     def trigger_cycle(self) -> str:
-        dep = httpx.get(f"{self.api}/deployments/name/remediation-cycle/remediation-cycle").json()
-        run = httpx.post(
-            f"{self.api}/deployments/{dep['id']}/create_flow_run", json={"tags": ["demo"]}
-        ).json()
+        dep = self.call("GET", "/deployments/name/remediation-cycle/remediation-cycle")
+        run = self.call("POST", f"/deployments/{dep['id']}/create_flow_run", {"tags": ["demo"]})
         self.say(
             f"cycle triggered: flow run {run['name']} "
             "(= prefect deployment run remediation-cycle/remediation-cycle)"
@@ -298,9 +310,10 @@ def run_demo(
     try:
         result = demo.run()
         say("\n" + result.summary)
-        return result
     finally:
         demo.stop()
+    result.stopped_pids = list(demo.procs.stopped)
+    return result
 
 
 def _interrupt(*_: object) -> None:

@@ -88,7 +88,7 @@ class Follower:
         deadline = time.monotonic() + demo.profile.budget_seconds
         try:
             async with httpx.AsyncClient(base_url=demo.api, timeout=10.0) as http:
-                while not await self._step(http, ledger):
+                while not await self._poll(http, ledger):
                     if time.monotonic() > deadline:
                         raise RuntimeError(self._stuck())
                     await asyncio.sleep(0.5)
@@ -98,6 +98,16 @@ class Follower:
                 with contextlib.suppress(asyncio.CancelledError):
                     await operator
             await ledger.aclose()
+
+    async def _poll(self, http: httpx.AsyncClient, ledger: Ledger) -> bool:
+        try:
+            return await self._step(http, ledger)
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code in (429, 503):  # a busy server: poll again later
+                return False
+            raise
+        except httpx.TransportError:
+            return False
 
     async def _step(self, http: httpx.AsyncClient, ledger: Ledger) -> bool:
         """One poll; True when the cycle and every action it dispatched have ended."""

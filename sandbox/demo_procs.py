@@ -109,6 +109,7 @@ class Processes:
         self.log_dir = log_dir
         self.env = dict(env)
         self.children: list[Child] = []
+        self.stopped: list[int] = []  # every PID stop_all signalled
 
     def start(
         self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
@@ -156,6 +157,7 @@ class Processes:
         while self.children:
             child = self.children.pop()
             pids = child.stop()
+            self.stopped.extend(pids)
             if pids:
                 report(f"stopped {child.name} (PID {child.pid}, {len(pids)} process(es))")
 

@@ -194,6 +194,7 @@ class DemoResult:
     cycle: dict[str, Any] | None
     links: list[tuple[str, str]]
     summary: str
+    stopped_pids: list[int] = field(default_factory=list)
 
     def count(self, test: Callable[[ActionView], bool]) -> int:
         return sum(1 for v in self.views if test(v))
