@@ -23,9 +23,11 @@ not marked, and edits the messages of decisions not yet shown (a `decision_annou
 audit event marks those done) — nothing is lost, and the ledger's single decision per
 action means nothing is applied twice.
 
-`approval_listener` runs the loop as a flow for a bounded time (the deployment schedule
-is described in `flows/listener_settings.py`); `remediation-listener` runs the same loop
-as a plain process for a supervisor.
+`approval_listener` runs the loop as a flow for a bounded time; `remediation-listener`
+runs the same loop as a plain process for a supervisor. Deployed (values in prefect.yaml,
+reasons in `flows/listener_settings.py`): a schedule every 300 s, concurrency limit 1
+with ENQUEUE, `settings.run_seconds` 295 counted from each run's scheduled start, so each
+run polls until just before the next is due and exactly one listener is always running.
 """
 
 # No `from __future__ import annotations` here: Prefect validates a deployed flow's
@@ -82,8 +84,10 @@ RECOVERY_LOOKBACK = timedelta(days=1)  # how far back unconfirmed/unshown decisi
 log = get_logger("remediation.listener")
 
 
-class ResumeRejected(Exception):
+class ResumeRejected(UpstreamError):
     """Prefect refused the resume for a reason other than "schema not found"."""
+
+    service = "Prefect"
 
 
 class PollStats(BaseModel):
@@ -172,7 +176,7 @@ class Listener:
 
     def _error(self, stats: PollStats, action_id: str, exc: Exception) -> None:
         stats.errors.append(f"{action_id}: {type(exc).__name__}: {exc}")
-        if isinstance(exc, UpstreamError | ResumeRejected):
+        if isinstance(exc, UpstreamError):
             log.warning("listener: %s: %s", action_id, exc)
         else:
             log.exception("listener: %s failed", action_id)
@@ -331,7 +335,7 @@ class Listener:
         await ledger.record_audit(
             "resume_rejected", {"reason": reason}, now=now, action_id=action_id
         )
-        raise ResumeRejected(f"Prefect refused to resume run {run.id}: {reason}")
+        raise ResumeRejected("resume_flow_run", f"run {run.id}: {reason}")
 
     async def prefect_response(self, run_id: str) -> dict[str, Any] | None:
         """The input the run's latest pause was resumed with, or None (not resumed with
