@@ -407,10 +407,10 @@ async def test_ui_resume_racing_the_listener_records_what_prefect_applied(stack:
     async with Background(stack, pol):
         runs.start(a)
         [record] = await runs.paused(a)
-        # The listener's next read of the ❌ reactions is held for 3 s; alice's ❌ is in it.
+        # The listener's next read of the ❌ reactions is held for 4 s; alice's ❌ is in it.
         reject_path = r"/api/v10/channels/.*/reactions/%E2%9D%8C"
         held = len(stack.discord.received("GET", reject_path))
-        stack.discord.inject(method="GET", path=reject_path, mode="delay", delay=3.0)
+        stack.discord.inject(method="GET", path=reject_path, mode="delay", delay=4.0)
         react(stack, record, "❌", "alice")
         await eventually(
             lambda: len(stack.discord.received("GET", reject_path)) > held,
@@ -447,7 +447,7 @@ async def test_a_refused_ui_approval_racing_a_veto_leaves_the_veto(stack: Stack)
         [record] = await runs.paused(a)
         reject_path = r"/api/v10/channels/.*/reactions/%E2%9D%8C"
         held = len(stack.discord.received("GET", reject_path))
-        stack.discord.inject(method="GET", path=reject_path, mode="delay", delay=3.0)
+        stack.discord.inject(method="GET", path=reject_path, mode="delay", delay=4.0)
         react(stack, record, "❌", "alice")
         await eventually(
             lambda: len(stack.discord.received("GET", reject_path)) > held,
