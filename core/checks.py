@@ -10,6 +10,7 @@ breached — a 10-second spike does not.
 from __future__ import annotations
 
 import re
+from string import Template
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -91,8 +92,9 @@ UNITS: dict[str, str] = {
 class DetectionSettings(Frozen):
     """How Stage 1 asks Prometheus: labels, windows, critical units, rules, overrides.
 
-    Base expressions use `{h}` for the host label, `{rate}` for the rate window,
-    `{fs}` for the pseudo-filesystem regex and `{units}` for the critical-unit regex.
+    Base-expression overrides may use `$h` for the host label, `$rate` for the rate
+    window, `$fs` for the pseudo-filesystem matcher and `$units` for the critical-unit
+    regex (PromQL's own braces stay as they are).
     """
 
     host_label: str = Field(default="instance", description="Label naming a host.")
@@ -190,7 +192,7 @@ def base_queries(s: DetectionSettings) -> dict[str, str]:
         ),
     }
     for name, override in s.queries.items():
-        base[name] = override.format(h=h, rate=rate, fs=fs, units=units)
+        base[name] = Template(override).safe_substitute(h=h, rate=rate, fs=fs, units=units)
     return base
 
 

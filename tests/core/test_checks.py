@@ -52,10 +52,10 @@ def test_overrides_and_custom_host_label() -> None:
     s = DetectionSettings(
         host_label="host",
         rate_window="15s",
-        queries={"cpu": "100 - avg by ({h}) (irate(cpu_idle[{rate}])) * 100"},
+        queries={"cpu": "100 - avg by ($h) (irate(cpu_idle{mode=\"idle\"}[$rate])) * 100"},
     )
     q = build_queries(s)
-    assert "avg by (host) (irate(cpu_idle[15s]))" in q["cpu"]
+    assert 'avg by (host) (irate(cpu_idle{mode="idle"}[15s]))' in q["cpu"]
     assert "sum by (host, groupname)" in q["top_cpu"]
 
 
