@@ -54,7 +54,8 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.logging import get_logger
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_logger, get_run_logger
 from pydantic import BaseModel
 
 from blocks.names import BlockNames
@@ -82,6 +83,15 @@ NEEDED_BLOCKS = ("discord", "ledger")
 RUN_IDS_PER_QUERY = 100
 RECOVERY_LOOKBACK = timedelta(days=1)  # how far back unconfirmed/unshown decisions are found
 log = get_logger("remediation.listener")
+
+
+def _logger() -> Any:
+    """The flow run's logger inside `approval_listener` (its logs then show in the UI),
+    else this module's (the plain process)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return log
 
 
 class ResumeRejected(UpstreamError):
@@ -129,6 +139,7 @@ class Listener:
         self.conns, self.policy, self.settings, self.client = conns, policy, settings, client
         self._bot_id: str | None = None
         self._roles: dict[str, tuple[float, list[str] | None]] = {}  # a cache, not state
+        self.log = _logger()
         bot = conns.discord_bot
         self.approvers = Approvers(
             user_ids=bot.approver_user_ids,
@@ -177,9 +188,9 @@ class Listener:
     def _error(self, stats: PollStats, action_id: str, exc: Exception) -> None:
         stats.errors.append(f"{action_id}: {type(exc).__name__}: {exc}")
         if isinstance(exc, UpstreamError):
-            log.warning("listener: %s: %s", action_id, exc)
+            self.log.warning("listener: %s: %s", action_id, exc)
         else:
-            log.exception("listener: %s failed", action_id)
+            self.log.exception("listener: %s failed", action_id)
 
     async def paused_action_runs(self, run_ids: Iterable[str] | None = None) -> dict[str, FlowRun]:
         """PAUSED `remediate-action` runs by id: those among `run_ids`, or all of them."""
@@ -204,7 +215,7 @@ class Listener:
             try:
                 ids.append(uuid.UUID(rid))
             except ValueError:
-                log.warning("listener: %r is not a flow run id", rid)
+                self.log.warning("listener: %r is not a flow run id", rid)
         for i in range(0, len(ids), RUN_IDS_PER_QUERY):
             chunk = ids[i : i + RUN_IDS_PER_QUERY]
             page = await self.client.read_flow_runs(
@@ -412,7 +423,7 @@ class Listener:
         except DiscordNotFound:
             pass  # deleted: nothing left to edit
         except UpstreamError as exc:
-            log.warning("could not edit the approval message (retried next poll): %s", exc)
+            self.log.warning("could not edit the approval message (retried next poll): %s", exc)
             return False
         await self.conns.ledger.record_audit(
             "decision_announced",
@@ -494,7 +505,7 @@ async def run_listener(
             try:
                 stats = await listener.poll()
             except Exception as exc:  # a supervisor-grade loop goes on
-                log.exception("listener poll failed")
+                listener.log.exception("listener poll failed")
                 stats = PollStats(errors=[f"poll: {type(exc).__name__}: {exc}"])
             report.add(stats)
             if on_poll is not None:
@@ -535,7 +546,15 @@ async def approval_listener(
     seconds = settings.run_seconds or DEPLOYED_RUN_SECONDS
     start = _scheduled_start() or datetime.now(UTC)
     until = start + timedelta(seconds=seconds)
-    return await run_listener(blocks, load_policy(policy), settings, until=until)
+    report = await run_listener(blocks, load_policy(policy), settings, until=until)
+    get_run_logger().info(
+        "listener: %d polls, %d resumed, %d reminders, %d errors",
+        report.polls,
+        report.resumed,
+        report.reminders,
+        report.errors,
+    )
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
