@@ -338,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile or ("manual" if args.manual else "demo")]
     shutil.rmtree(args.workdir, ignore_errors=True)
+    # Ctrl-C and SIGTERM alike: stop where we are, then stop every child (see finally).
+    # Our own handler, not asyncio.run's: with that one (it cancels the running task), a
+    # Ctrl-C during the follow phase was seen to be lost and the demo ran on to its end.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     try:

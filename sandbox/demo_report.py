@@ -51,11 +51,14 @@ class ActionView:
         d = self.record.decision
         if d is None:
             return "-"
-        via = {"discord": "Discord", "ui": "Prefect UI", "deadline": "deadline"}.get(d.via, d.via)
         verb = "approved" if d.decision == "approve" else "rejected"
         if d.via == "deadline":
             return f"deadline default: {'ran' if d.decision == 'approve' else 'not run'}"
-        return f"{verb} by {d.decider} ({via})"
+        if d.via == "ui":
+            return f"{verb} in the Prefect UI"
+        if d.via == "discord":
+            return f"{verb} by {d.decider} (Discord)"
+        return f"{verb} by {d.decider} ({d.via})"
 
     @property
     def job_text(self) -> str:
