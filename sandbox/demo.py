@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -209,9 +210,8 @@ class Demo:
             f"remediation-listener --poll-seconds {self.profile.poll_seconds}  (PID {listener.pid})"
         )
         out = self.procs.finish(deploy, timeout=180)
-        for line in out.splitlines():
-            if "successfully" in line:
-                self.say(f"  {line.strip(' │')}")
+        for name, verb in re.findall(r"Deployment '([^']+)' successfully (\w+)", out):
+            self.say(f"  deployment {name} {verb}")
 
         def worker_online() -> bool:
             return bool(self.call("POST", f"/work_pools/{POOL}/workers/filter", {}))
