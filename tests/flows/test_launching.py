@@ -165,6 +165,7 @@ async def test_a_refused_connection_is_retried_because_the_request_never_left(
     )
     late = AwxServer(job_templates(), token=AWX_TOKEN)
     action = scripted()
+    await approve(stack, action)
     run = asyncio.create_task(run_approved(stack, action, SCRIPTED))
     try:
 
