@@ -289,3 +289,24 @@ async def test_a_finished_action_is_not_carried_out_again(stack: Stack) -> None:
     assert stack.awx.launches(SCRIPTED_ID) == 1
     assert len(embeds(stack)) == posted
     assert (await record(stack, action.action_id)).status is ActionStatus.FINISHED
+
+
+async def test_the_output_tail_is_redacted_in_the_ledger_discord_and_the_artifact(
+    stack: Stack,
+) -> None:
+    leaked = f"connecting to AWX with {AWX_TOKEN} as admin"  # a block secret, verbatim
+    script(stack, Script.succeed(output=[leaked, "db password=hunter22 accepted"]))
+    action = scripted()
+    state = await run_approved(stack, action, SCRIPTED)
+
+    assert state.is_completed(), state
+    done = await record(stack, action.action_id)
+    assert done.job is not None and done.job.output_tail is not None
+    assert "connecting to AWX with [REDACTED] as admin" in done.job.output_tail
+    posted = "\n".join(text_of(e) for e in embeds(stack))
+    [report] = [a for a in await artifacts(state.state_details.flow_run_id)
+                if a.key == "remediation-action-report"]  # fmt: skip
+    for where in (done.job.output_tail, posted, report.data):
+        assert AWX_TOKEN not in where and "hunter22" not in where
+        assert "[REDACTED]" in where  # the tail is there, masked
+    assert done.job.job_id in report.data
