@@ -184,8 +184,14 @@ class Reconciler:
         return timedelta(seconds=STALE_HEARTBEATS * every)
 
     async def run(self, now: datetime) -> list[ReconcileOutcome]:
-        by_action = await action_runs(self.client, since=now - self.lookback)
-        views = await self.conns.ledger.action_liveness(by_action)
+        """Never raises: a failure is logged and the next pass tries again (an action
+        claimed by a failed pass is retried once its claim goes stale)."""
+        try:
+            by_action = await action_runs(self.client, since=now - self.lookback)
+            views = await self.conns.ledger.action_liveness(by_action)
+        except Exception as exc:  # noqa: BLE001 - Prefect API or ledger unavailable
+            log.warning("reconciler: cannot list action runs: %s", exc)
+            return []
         outcomes = []
         for action_id, runs in by_action.items():
             view = views.get(action_id)
@@ -193,8 +199,8 @@ class Reconciler:
                 continue  # not ours, or already over
             try:
                 outcome = await self.reconcile_one(view, runs, now)
-            except UpstreamError as exc:
-                log.warning("reconciling action %s failed: %s", action_id, exc)
+            except Exception:  # one action's trouble must not stop the rest
+                log.exception("reconciling action %s failed", action_id)
                 continue
             if outcome is not None:
                 outcomes.append(outcome)
