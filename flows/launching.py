@@ -242,7 +242,7 @@ class Launcher:
     async def _find_unknown_launch(self, since: datetime) -> JobRef | ActionResult:
         """An intent without a job id: the request may have created a job. Find it by
         its marker; never launch again."""
-        found = None
+        found, failure = None, None
         for attempt in range(3):
             try:
                 found = await find_job_by_marker(
@@ -252,16 +252,23 @@ class Launcher:
                     self.action.action_id,
                     since - timedelta(minutes=1),
                 )
+                failure = None
             except UpstreamError as exc:
                 self.log.warning("job look-up failed: %s", exc)
+                failure = exc
             if found is not None:
                 break
             await asyncio.sleep(1.0 + attempt)
         if found is None:
+            searched = (
+                f"the job could not be looked up ({failure.detail})"
+                if failure is not None
+                else f"none carrying marker {self.action.action_id} was found"
+            )
             return await self._unknown(
                 f"Launch state unknown: the request to {self.action.runner.value} may have "
-                f"created a job, but none carrying marker {self.action.action_id} was found. "
-                "It was NOT relaunched — please check the runner by hand."
+                f"created a job, but {searched}. It was NOT relaunched — please check the "
+                f"runner by hand (marker {MARKER_KEY}={self.action.action_id})."
             )
         await self.conns.ledger.record_job_launched(
             self.action.action_id, job_id=found.job_id, job_url=found.url, now=datetime.now(UTC)

@@ -15,9 +15,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from clients.errors import UpstreamError
+from clients.errors import AnsibleError, UpstreamError
 from core.wire import JobRef, JobStatus
-from tasks.runners import JobRunner, LocalJobLost, PlaybookNotFound
+from tasks.runners import JobRunner, LocalJobLost
 
 LAUNCH_RETRY_DELAYS = (1.0, 2.0, 4.0)
 
@@ -37,8 +37,8 @@ async def launch_job(
     for delay in (*LAUNCH_RETRY_DELAYS, None):
         try:
             return await runner.launch(template, limit=host, extra_vars=extra_vars)
-        except PlaybookNotFound:
-            raise  # nothing was started, and nothing will be by asking again
+        except AnsibleError:
+            raise  # a local launch has no connection to retry: asking again won't help
         except UpstreamError as exc:
             if exc.request_sent or delay is None:
                 raise
