@@ -426,6 +426,16 @@ async def reconcile(
     return [o.action_id for o in outcomes]
 
 
+async def wait_for_continuations(timeout: float | None = None) -> int:
+    """Wait for the in-process continuations this process started (call it before a
+    caller that reconciles, such as a bounded listener run, exits); returns how many
+    were still running."""
+    pending = list(_background)
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+    return len(pending)
+
+
 @flow(name="reconcile-actions", retries=0)
 async def reconcile_actions(
     policy: dict[str, Any] | None = None,
