@@ -316,6 +316,23 @@ def run_demo(
     return result
 
 
+# What a run leaves in its working directory; only these are removed before the next
+# (never the directory itself: --workdir may name one that holds other things).
+RUN_FILES = ("prefect-home", "ledger.db", "ledger.db-wal", "ledger.db-shm", "sandbox.json",
+             "prefect.yaml", "policy.yaml")  # fmt: skip
+
+
+def _clean(workdir: Path) -> None:
+    for name in RUN_FILES:
+        path = workdir / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    for log in workdir.glob("*.log"):
+        log.unlink()
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -333,11 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(PROFILES), help="timings (default: demo)")
     parser.add_argument("--port", type=int, default=4200, help="Prefect server port (4200)")
     parser.add_argument(
-        "--workdir", type=Path, default=REPO / ".demo", help="logs and state (wiped at start)"
+        "--workdir",
+        type=Path,
+        default=REPO / ".demo",
+        help="logs and state; the previous run's are removed at start",
     )
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile or ("manual" if args.manual else "demo")]
-    shutil.rmtree(args.workdir, ignore_errors=True)
+    _clean(args.workdir)
     # Ctrl-C and SIGTERM alike: stop where we are, then stop every child (see finally).
     # Our own handler, not asyncio.run's: with that one (it cancels the running task), a
     # Ctrl-C during the follow phase was seen to be lost and the demo ran on to its end.
