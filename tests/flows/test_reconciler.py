@@ -30,7 +30,12 @@ from clients.ledger import Ledger
 from core.policy import load_policy
 from core.records import ActionStatus
 from flows.connections import Connections, open_connections
-from flows.reconciler import MAX_CONTINUATIONS, reconcile, reconcile_actions
+from flows.reconciler import (
+    MAX_CONTINUATIONS,
+    reconcile,
+    reconcile_actions,
+    wait_for_continuations,
+)
 from flows.remediate_action import remediate_action
 from sandbox.jobs import JobTemplate, Script
 from tests.fixtures.loki_discord import CHANNEL_ID
@@ -51,6 +56,7 @@ from tests.flows.launch_support import (
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX_FAILED = 'node_systemd_unit_state{instance="web-02",name="nginx.service",state="failed"} == 1'
+LAUNCH_10 = r"/api/v2/job_templates/10/launch/"
 STALE = timedelta(seconds=5 * SETTINGS["heartbeat_seconds"])
 
 
@@ -129,7 +135,7 @@ async def test_a_run_killed_between_launch_intent_and_job_id_is_continued_by_the
     action = restart_unit(cycle="c-killed-launching")
     await approve(stack, action)  # decided before: the run goes straight to the launch
     # AWX takes its time answering the launch (the job is created when the delay ends).
-    stack.awx.inject(method="POST", path=r"/api/v2/job_templates/10/launch/", mode="delay",
+    stack.awx.inject(method="POST", path=LAUNCH_10, mode="delay",
                      delay=3.0)  # fmt: skip
     params = parameters(stack, action, FAST_POLICY, SETTINGS)
     with action_process(prefect_harness, params, tmp_path / "action.log") as proc:
@@ -139,6 +145,10 @@ async def test_a_run_killed_between_launch_intent_and_job_id_is_continued_by_the
             return done.job is not None and done.job.job_id is None
 
         await eventually(intent_without_job, timeout=90, what="the launch intent")
+        await eventually(  # ... and the request has left (AWX holds it for 3 s)
+            lambda: stack.awx.received("POST", LAUNCH_10), what="the launch request"
+        )
+        assert await intent_without_job()
         kill_9(proc)  # between the intent and the job id
     dead_run = await until_stale(stack, action.action_id)
     assert await run_state(dead_run) is StateType.RUNNING  # Prefect cannot know it died
@@ -148,10 +158,11 @@ async def test_a_run_killed_between_launch_intent_and_job_id_is_continued_by_the
     async with listener_connections(stack) as conns, get_client() as client:
         policy, now = load_policy(FAST_POLICY), datetime.now(UTC)
         passes = await asyncio.gather(  # two reconcilers at once: one takes the action
-            reconcile(conns, policy, client, now, wait=True),
-            reconcile(conns, policy, client, now, wait=True),
+            reconcile(conns, policy, client, now),
+            reconcile(conns, policy, client, now),
         )
         assert sorted(passes) == [[], [action.action_id]]
+        assert await wait_for_continuations(timeout=120) == 1  # the fresh run, in-process
         assert await reconcile(conns, policy, client, datetime.now(UTC)) == []  # finished
 
     [job] = stack.awx.jobs(10)  # still exactly one launch: found by its marker, polled
