@@ -77,9 +77,11 @@ from core.records import ActionRecord, ActionStatus, Decision, Vote
 from flows import operator_controls
 from flows.connections import Connections, open_connections
 from flows.listener_settings import DEPLOYED_RUN_SECONDS, ListenerSettings
+from flows.reconciler import reconcile, wait_for_continuations
 
 ACTION_FLOW = "remediate-action"
 NEEDED_BLOCKS = ("discord", "ledger")
+RECONCILE_EVERY_SECONDS = 30.0  # a dead run waits this long at most; API reads stay cheap
 RUN_IDS_PER_QUERY = 100
 RECOVERY_LOOKBACK = timedelta(days=1)  # how far back unconfirmed/unshown decisions are found
 log = get_logger("remediation.listener")
@@ -138,6 +140,7 @@ class Listener:
     ) -> None:
         self.conns, self.policy, self.settings, self.client = conns, policy, settings, client
         self._bot_id: str | None = None
+        self._next_reconcile = 0.0
         self._roles: dict[str, tuple[float, list[str] | None]] = {}  # a cache, not state
         self.log = _logger()
         bot = conns.discord_bot
@@ -155,6 +158,10 @@ class Listener:
         # The detail declares how long this beat stays fresh (read by the dead-man's switch).
         stale = {"stale_after_seconds": self.settings.listener_stale_seconds}
         await ledger.heartbeat("listener", now=now, detail=json.dumps(stale))
+        if time.monotonic() >= self._next_reconcile:  # action runs that died (issue 10 §4)
+            self._next_reconcile = time.monotonic() + RECONCILE_EVERY_SECONDS
+            stale_after = timedelta(seconds=self.settings.action_heartbeat_stale_seconds)
+            await reconcile(self.conns, self.policy, self.client, now, stale_after=stale_after)
         waiting = await ledger.actions_with_status(ActionStatus.AWAITING_APPROVAL)
         paused = await self.paused_action_runs(
             r.request.flow_run_id for r in waiting if r.request and r.request.flow_run_id
@@ -260,9 +267,11 @@ class Listener:
         return not guild or await self.member_roles(user_id) is not None
 
     # --- deciding -------------------------------------------------------------------
-    async def read_votes(self, record: ActionRecord, now: datetime) -> tuple[list[Vote], set[str]]:
+    async def read_votes(
+        self, record: ActionRecord, now: datetime
+    ) -> tuple[list[Vote], set[str], bool]:
         """Every reaction on the request, all pages, recorded as votes (bots excepted);
-        returns the action's votes and the bot ids seen."""
+        returns the action's votes, the bot ids seen, and whether the message is gone."""
         req = record.request
         assert req is not None and req.message_id is not None
         channel = req.channel_id or self.conns.discord_bot.approvals_channel_id
@@ -276,10 +285,11 @@ class Listener:
                     else:
                         present.append((user.id, user.username, emoji))
         except DiscordNotFound:
-            # The message was deleted: the votes recorded so far stand, no new ones come.
-            return await self.conns.ledger.votes(record.proposal.action_id), bots
+            # The message was deleted: the votes recorded so far stand, no new ones come,
+            # and nobody can object any more, so no deadline default runs it.
+            return await self.conns.ledger.votes(record.proposal.action_id), bots, True
         votes = await self.conns.ledger.sync_votes(record.proposal.action_id, present, now=now)
-        return votes, bots
+        return votes, bots, False
 
     async def evaluate(
         self, record: ActionRecord, now: datetime
@@ -291,8 +301,9 @@ class Listener:
             return record.decision, []
         votes: list[Vote] = []
         bots: set[str] = set()
+        deleted = False
         if req.message_id is not None:
-            votes, bots = await self.read_votes(record, now)
+            votes, bots, deleted = await self.read_votes(record, now)
         allowed = {
             u for u in voters(votes, req.deadline) if u not in bots and await self.allowed(u)
         }
@@ -303,9 +314,12 @@ class Listener:
             level=self.policy.risk.level(action.risk),
             action=action,
             deadline=req.deadline,
-            reached_discord=req.message_id is not None,
+            reached_discord=req.message_id is not None and not deleted,
             now=now,
         )
+        if deleted and decision is not None and decision.via == "deadline":
+            why = "deadline passed; the approval request was deleted from Discord"
+            decision = decision.model_copy(update={"comment": why})
         return decision, result.approvals
 
     # --- applying ---------------------------------------------------------------------
@@ -513,6 +527,8 @@ async def run_listener(
             next_at = max(next_at + settings.poll_seconds, time.monotonic())
             wait = next_at - time.monotonic()
             if until is not None and datetime.now(UTC) + timedelta(seconds=wait) >= until:
+                # continuations started in this process must not die with it
+                await wait_for_continuations()
                 return report
             while (remaining := next_at - time.monotonic()) > 0:
                 if stop is not None and stop():

@@ -632,3 +632,32 @@ async def test_console_command_runs_the_same_loop_for_a_bounded_time(
     [state] = await runs.finished(a)
     assert completed(state)
     assert (await decision(stack, a)).decider == "alice"
+
+
+async def test_listener_reconciles_a_dead_action_run(stack: Stack) -> None:
+    """The listener runs the reconciler: a paused action whose process died expires."""
+    from prefect.states import Crashed
+
+    from tests.flows.actions import paused_runs, policy_with, proposal
+    from tests.flows.helpers import listener
+
+    policy = policy_with()
+    action = proposal(policy)
+    run = asyncio.create_task(remediate_action(
+        action=action.model_dump(mode="json"), policy=policy, blocks=stack.names,
+        settings=FAST_SETTINGS))
+    [paused] = await eventually(lambda: paused_runs(action.action_id))
+    run.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
+    async with get_client() as client:
+        await client.set_flow_run_state(paused.id, Crashed(message="killed (test)"), force=True)
+
+    async def expired() -> bool:
+        async with stack.ledger() as ledger:
+            record = await ledger.get_action(action.action_id)
+        return record.status.value == "expired"
+
+    async with listener(stack):
+        await eventually(expired, what="the reconciler to expire the action")
+    assert stack.awx.launches(30) == 0
