@@ -15,8 +15,13 @@ from tests.fixtures.loki_discord import CHANNEL_ID
 from tests.fixtures.stack import FAST_POLICY, Stack
 
 
-async def eventually(probe: Callable[[], Any], *, timeout: float = 60.0,
-                     interval: float = 0.2, what: str = "condition") -> Any:
+async def eventually(
+    probe: Callable[[], Any],
+    *,
+    timeout: float = 60.0,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> Any:
     """Poll `probe` until it returns something truthy; fail at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -31,13 +36,19 @@ async def eventually(probe: Callable[[], Any], *, timeout: float = 60.0,
 
 
 @asynccontextmanager
-async def listener(stack: Stack, poll_seconds: float = 0.5,
-                   policy: dict[str, Any] | None = None) -> AsyncIterator[None]:
+async def listener(
+    stack: Stack, poll_seconds: float = 0.5, policy: dict[str, Any] | None = None
+) -> AsyncIterator[None]:
     """The approval listener polling in the background for the duration of the block."""
     stopping = False
-    task = asyncio.create_task(run_listener(
-        stack.names, load_policy(policy or FAST_POLICY),
-        ListenerSettings(poll_seconds=poll_seconds), stop=lambda: stopping))
+    task = asyncio.create_task(
+        run_listener(
+            stack.names,
+            load_policy(policy or FAST_POLICY),
+            ListenerSettings(poll_seconds=poll_seconds),
+            stop=lambda: stopping,
+        )
+    )
     try:
         yield
     finally:
@@ -46,10 +57,15 @@ async def listener(stack: Stack, poll_seconds: float = 0.5,
 
 
 def approval_messages(stack: Stack) -> list[Any]:
-    return [m for m in stack.discord.messages(CHANNEL_ID)
-            if m.embeds and (m.embeds[0].get("title") or "").startswith(("🟢", "🟡", "🔴"))]
+    return [
+        m
+        for m in stack.discord.messages(CHANNEL_ID)
+        if m.embeds and (m.embeds[0].get("title") or "").startswith(("🟢", "🟡", "🔴"))
+    ]
 
 
 def titles(stack: Stack) -> list[str]:
-    return [(m.embeds[0].get("title") if m.embeds else m.content) or ""
-            for m in stack.discord.messages(CHANNEL_ID)]
+    return [
+        (m.embeds[0].get("title") if m.embeds else m.content) or ""
+        for m in stack.discord.messages(CHANNEL_ID)
+    ]

@@ -12,12 +12,18 @@ from tests.flows.helpers import approval_messages, eventually, listener, titles
 
 async def test_discord_approval_runs_the_job_and_verifies_it_effective(stack: Stack) -> None:
     stack.fleet.patch("web-02", {"units": {"nginx.service": {"state": "failed"}}})
-    await stack.scraped('node_systemd_unit_state{instance="web-02",name="nginx.service",'
-                        'state="failed"} == 1')
+    await stack.scraped(
+        'node_systemd_unit_state{instance="web-02",name="nginx.service",state="failed"} == 1'
+    )
     async with listener(stack):
-        cycle = asyncio.create_task(remediation_cycle(
-            policy=FAST_POLICY, blocks=stack.names, dispatch="inline",
-            dispatch_options={"settings": FAST_SETTINGS}))
+        cycle = asyncio.create_task(
+            remediation_cycle(
+                policy=FAST_POLICY,
+                blocks=stack.names,
+                dispatch="inline",
+                dispatch_options={"settings": FAST_SETTINGS},
+            )
+        )
         [request] = await eventually(lambda: approval_messages(stack), what="approval request")
         assert request.embeds[0]["title"].startswith("🟢 Approve restart_unit on web-02")
         stack.discord.react(CHANNEL_ID, request.id, "✅", "alice")
