@@ -111,3 +111,14 @@ def notice_message(
         color=color,
         footer=f"cycle {cycle_id}" if cycle_id else None,
     )
+
+
+def ledger_unavailable_message(error: object, cycle_id: str) -> Embed:
+    """The cycle could not reach its ledger: it stops before detecting anything."""
+    return notice_message(
+        "⚠️ Ledger unavailable — remediation cycle skipped",
+        "The cycle could not write to its ledger, so it stopped before detecting anything: "
+        "without the ledger it can neither deduplicate nor record what it does. This "
+        "notice repeats every cycle until the ledger answers.\n" + quoted(str(error), 1500),
+        cycle_id=cycle_id,
+    )

@@ -384,7 +384,13 @@ async def remediation_cycle(
     conns = await open_connections(blocks, NEEDED_BLOCKS)
     async with conns:
         cycle = _Cycle(conns, checked, cycle_id, now, controls)
-        await conns.ledger.record_cycle_start(cycle_id, flow_run_id=flow_run.get_id(), now=now)
+        try:
+            await conns.ledger.record_cycle_start(cycle_id, flow_run_id=flow_run.get_id(), now=now)
+        except UpstreamError as exc:
+            # Without the ledger nothing can be deduplicated, and the dead-man's switch
+            # (which lives in the ledger) cannot speak: say it here, on every cycle.
+            await cycle.post("ledger notice", [render.ledger_unavailable_message(exc, cycle_id)])
+            raise
         await operator_controls.check_dead_mans_switch(conns, "cycle", now)
         detection = await cycle.detect()
         if detection.prometheus_unreachable:
