@@ -79,6 +79,7 @@ async def test_prefect_deploy_all_creates_the_three_deployments(prefect_harness:
         assert cycle.concurrency_options.collision_strategy == "CANCEL_NEW"
         assert cycle.global_concurrency_limit.limit == 1
         assert cycle.parameters["dispatch"] == "auto"
+        assert cycle.parameters["controls"]["cycle_interval_seconds"] == 900
         # the cycle dispatches to the action deployment by its full name
         assert action.name == "remediate-action"
         assert (
@@ -99,6 +100,14 @@ async def test_prefect_deploy_all_creates_the_three_deployments(prefect_harness:
         assert listener.global_concurrency_limit.limit == 1
         # gap-free: each run polls until just before the next one is due
         assert interval - settings.poll_seconds <= settings.run_seconds < interval
+
+        # the operational deployments, each limited to one run at a time
+        async with get_client() as client:
+            for name in ("remediation-watchdog/remediation-watchdog",
+                         "reconcile-actions/reconcile-actions", "prune-ledger/prune-ledger"):
+                extra = await client.read_deployment_by_name(name)
+                assert extra.schedules and extra.schedules[0].active
+                assert extra.global_concurrency_limit.limit == 1
 
         # README: redeploying re-activates a schedule paused in the meantime
         async with get_client() as client:
