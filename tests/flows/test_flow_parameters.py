@@ -7,8 +7,8 @@ import pytest
 from prefect import Flow
 
 from flows.approval_listener import approval_listener
-from flows.remediate_action import remediate_action
 from flows.reconciler import reconcile_actions
+from flows.remediate_action import remediate_action
 from flows.remediation_cycle import remediation_cycle
 from flows.retention import prune_ledger
 from flows.watchdog import remediation_watchdog
@@ -29,26 +29,11 @@ def test_parameters_validate(flow: Flow, params: dict) -> None:
     assert set(params) <= set(validated)
 
 
-ENTRYPOINTS = [
-    "flows/remediation_cycle.py:remediation_cycle",
-    "flows/remediate_action.py:remediate_action",
-    "flows/approval_listener.py:approval_listener",
-    "flows/watchdog.py:remediation_watchdog",
-    "flows/reconciler.py:reconcile_actions",
-    "flows/retention.py:prune_ledger",
-]
 
-
-@pytest.mark.parametrize("entrypoint", ENTRYPOINTS)
-def test_flows_load_from_their_entrypoints_as_a_worker_does(entrypoint: str) -> None:
-    """A worker loads the file by path; string annotations would not resolve there."""
-    from prefect.flows import load_flow_from_entrypoint
-
-    flow = load_flow_from_entrypoint(entrypoint)
-    params = {f.name: p for f, p in FLOWS}.get(flow.name)
-    if params is None:  # remediate-action
-        policy = policy_with()
-        params = {"action": proposal(policy).model_dump(mode="json"), "policy": policy,
-                  "blocks": {}, "settings": {}}
-    validated = flow.validate_parameters(params)
-    assert set(params) <= set(validated)
+def test_remediate_action_parameters_validate() -> None:
+    policy = policy_with()
+    action = proposal(policy).model_dump(mode="json")
+    validated = remediate_action.validate_parameters(
+        {"action": action, "policy": policy, "blocks": {}, "settings": {"job_poll_seconds": 1}}
+    )
+    assert validated["settings"].job_poll_seconds == 1
