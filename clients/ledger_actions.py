@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from clients.ledger_base import LedgerBase, from_ts, to_ts
-from clients.ledger_rows import decision_row, job_row, request_row
+from clients.ledger_rows import decision_row, job_row, request_row, vote_row
 from clients.ledger_schema import (
     actions,
     approval_requests,
@@ -232,34 +232,14 @@ class ActionLedger(LedgerBase):
                     select(votes).where(votes.c.action_id == action_id).order_by(votes.c.id)
                 )
             )
-        return [
-            Vote(
-                action_id=r.action_id,
-                user_id=r.user_id,
-                username=r.username,
-                emoji=r.emoji,
-                first_seen_at=from_ts(r.first_seen_at),
-                removed_at=from_ts(r.removed_at),
-            )
-            for r in rows
-        ]
+        return [vote_row(r) for r in rows]
 
     async def votes(self, action_id: str) -> list[Vote]:
         async with self._tx("read votes", write=False) as conn:
             rows = await conn.execute(
                 select(votes).where(votes.c.action_id == action_id).order_by(votes.c.id)
             )
-            return [
-                Vote(
-                    action_id=r.action_id,
-                    user_id=r.user_id,
-                    username=r.username,
-                    emoji=r.emoji,
-                    first_seen_at=from_ts(r.first_seen_at),
-                    removed_at=from_ts(r.removed_at),
-                )
-                for r in rows
-            ]
+            return [vote_row(r) for r in rows]
 
     async def record_decision_intent(self, decision: Decision) -> Decision:
         """Record the decision about to be applied; the first one recorded wins and is

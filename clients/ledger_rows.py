@@ -6,7 +6,7 @@ from typing import Any
 
 from clients.ledger_base import from_ts
 from core.models import Risk
-from core.records import ApprovalRequest, Decision, JobRecord
+from core.records import ApprovalRequest, Decision, JobRecord, Vote
 
 
 def request_row(r: Any) -> ApprovalRequest:
@@ -49,4 +49,15 @@ def job_row(r: Any) -> JobRecord:
         state=r.state,
         finished_at=from_ts(r.finished_at),
         output_tail=r.output_tail,
+    )
+
+
+def vote_row(r: Any) -> Vote:
+    return Vote(
+        action_id=r.action_id,
+        user_id=r.user_id,
+        username=r.username,
+        emoji=r.emoji,
+        first_seen_at=from_ts(r.first_seen_at),
+        removed_at=from_ts(r.removed_at),
     )
