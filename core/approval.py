@@ -51,8 +51,9 @@ def deadline_outcome(level: RiskLevel, action: ProposedAction) -> Literal["run",
 
 
 def _evidence(action: ProposedAction) -> str:
+    # Summaries carry label values from the hosts (unit names, mountpoints): data.
     lines = [f"• {i.summary or i.fingerprint}" for i in action.issues[:10]]
-    return "\n".join(lines)[:1000] or "-"
+    return quoted("\n".join(lines), 1000) if lines else "-"
 
 
 def _history(records: Sequence[AttemptRecord]) -> str:

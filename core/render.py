@@ -40,7 +40,11 @@ def manual_issues_message(manual: Sequence[ManualIssue], *, cycle_id: str) -> li
                 name=f"{m.host} · {m.severity}"[:256],
                 value=(
                     quoted(m.problem, 500)
-                    + (f"Recommendation: {m.recommendation}" if m.recommendation else "")
+                    + (
+                        f"Recommendation:\n{quoted(m.recommendation, 400)}"
+                        if m.recommendation
+                        else ""
+                    )
                 )[:1024],
             )
             for m in chunk
