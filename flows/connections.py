@@ -24,6 +24,7 @@ from clients.ledger import Ledger
 from clients.loki import LokiClient
 from clients.prometheus import PrometheusClient
 from clients.semaphore import SemaphoreClient
+from core.errors import ConfigError
 
 _BLOCKS: dict[str, type] = {
     "prometheus": PrometheusConnection,
@@ -107,3 +108,17 @@ async def open_connections(names: BlockNames, needed: tuple[str, ...]) -> Connec
         conns.blocks[field_name] = block
         conns.secrets.extend(secret_values(block))
     return conns
+
+
+async def add_secrets(conns: Connections, names: BlockNames, fields: tuple[str, ...]) -> None:
+    """Add the secrets of more blocks, for redaction only (no client is built); a block
+    that is not configured or not saved is skipped."""
+    for field_name in fields:
+        name = getattr(names, field_name)
+        if name is None:
+            continue
+        try:
+            block = await load_block(_BLOCKS[field_name], name, field_name)
+        except ConfigError:
+            continue
+        conns.secrets.extend(secret_values(block))

@@ -35,7 +35,7 @@ from core.vetting import Vetting, vet_actions
 from core.wire import Embed
 from flows import operator_controls
 from flows.closing import post_cycle_summary, review_attempts
-from flows.connections import Connections, open_connections
+from flows.connections import Connections, add_secrets, open_connections
 from flows.dispatch import DispatchMode, DispatchResult, dispatch_actions
 from tasks.analysis import ask_claude
 from tasks.detection import fetch_log_context, gather_checks
@@ -382,6 +382,8 @@ async def remediation_cycle(
     now = datetime.now(UTC)
     cycle_id = str(flow_run.get_id() or uuid.uuid4())
     conns = await open_connections(blocks, NEEDED_BLOCKS)
+    # A runner's token in a log line must be masked before the prompt too.
+    await add_secrets(conns, blocks, ("awx", "semaphore"))
     async with conns:
         cycle = _Cycle(conns, checked, cycle_id, now, controls)
         try:
