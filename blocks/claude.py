@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field, SecretStr
 
 from blocks.base import RemediationBlock, reveal
-from clients.claude import DEFAULT_MODEL, ClaudeClient
+from clients.claude_model import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from clients.claude import ClaudeClient
 
 
 class ClaudeCredentials(RemediationBlock):
@@ -36,6 +41,9 @@ class ClaudeCredentials(RemediationBlock):
     )
 
     def get_client(self) -> ClaudeClient:
+        # Imported here: the SDK costs over a second, and most processes never call Claude.
+        from clients.claude import ClaudeClient
+
         return ClaudeClient(
             reveal(self.api_key) or "",
             model=self.model,

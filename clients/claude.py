@@ -27,22 +27,16 @@ import anthropic
 import httpx2
 from anthropic.types import Message, TextBlock, ToolUseBlock
 
+from clients.claude_model import DEFAULT_MODEL, default_model
 from clients.errors import ClaudeError
 from core.errors import ConfigError
 from core.wire import ClaudeReply, TextContent, TokenUsage, ToolUseContent
 
 log = logging.getLogger(__name__)
 
-# The newest Sonnet in the installed SDK's `ModelParam` list that is not in
-# `anthropic._data.DEPRECATED_MODELS` (a deprecated id makes the SDK warn on every call).
-DEFAULT_MODEL = "claude-sonnet-5-5"
+__all__ = ["DEFAULT_MODEL", "ClaudeClient", "default_model"]
 
 _CONNECT_FAILURES = (httpx2.ConnectError, httpx2.ConnectTimeout)
-
-
-def default_model() -> str:
-    """The model used when configuration names none."""
-    return DEFAULT_MODEL
 
 
 class ClaudeClient:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from blocks import (
     AwxConnection,
@@ -18,13 +18,15 @@ from blocks import (
 from blocks.base import secret_values
 from blocks.names import BlockNames, load_block
 from clients.awx import AwxClient
-from clients.claude import ClaudeClient
 from clients.discord import DiscordClient
 from clients.ledger import Ledger
 from clients.loki import LokiClient
 from clients.prometheus import PrometheusClient
 from clients.semaphore import SemaphoreClient
 from core.errors import ConfigError
+
+if TYPE_CHECKING:  # the SDK is imported only where Claude is called
+    from clients.claude import ClaudeClient
 
 _BLOCKS: dict[str, type] = {
     "prometheus": PrometheusConnection,

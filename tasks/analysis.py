@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from clients.claude import ClaudeClient
 from core.prompt import AnalysisRequest
 from core.wire import ClaudeReply
+
+if TYPE_CHECKING:  # the SDK is imported only where Claude is called
+    from clients.claude import ClaudeClient
 
 
 @task(name="ask-claude", cache_policy=NO_CACHE, retries=0)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from clients.claude import ClaudeClient
 from clients.errors import UpstreamError
 from clients.loki import LokiClient
 from clients.prometheus import PrometheusClient
 from core.wire import ClaudeReply, LogStream, Sample
+
+if TYPE_CHECKING:  # the SDK is imported only where Claude is called
+    from clients.claude import ClaudeClient
 
 
 @task(name="recheck-issue", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
