@@ -27,7 +27,7 @@ from core.checks import build_queries
 from core.cost import estimate_cost
 from core.detect import Detection, evaluate
 from core.logs import LogContext
-from core.models import Issue
+from core.models import CheckName, Issue
 from core.policy import Policy, load_policy, policy_hash
 from core.prompt import build_analysis_request
 from core.report import ActionOutcome, CycleOutcome, CycleReport, cycle_markdown, issue_rows
@@ -48,6 +48,10 @@ from tasks.ledger import (
 from tasks.notify import post_message
 
 PROMETHEUS_ALERT = "prometheus-unreachable"
+NO_TARGETS = (
+    "Prometheus answered, but knows no scrape target (`up` is empty): no host was "
+    "checked and nothing was cleared"
+)
 
 
 class _Cycle:
@@ -93,6 +97,11 @@ class _Cycle:
         answers = await gather_checks(self.conns.prometheus, build_queries(self.policy.detection))
         detection = evaluate(self.policy.detection, answers, self.now)
         self.timings["detect"] = time.perf_counter() - t
+        if CheckName.HOST_DOWN.value in detection.checks_ok and not (
+            detection.hosts_up or detection.hosts_down
+        ):  # an empty answer everywhere is not "all clear": nothing was looked at
+            self.notices.append(NO_TARGETS)
+            self.log.warning(NO_TARGETS)
         await self._prometheus_alert(detection)
         self.update(issues=detection.issues, check_errors=detection.check_errors)
         return detection
