@@ -7,7 +7,14 @@ import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+)
 from sqlalchemy.engine import make_url
 
 from blocks.names import BlockNames
@@ -123,3 +130,16 @@ async def fresh_stack(
     return Stack(names=NAMES, ledger_url=ledger_url, fleet=fleet, prometheus=prometheus,
                  loki=loki, discord=discord, anthropic=anthropic, awx=awx,
                  semaphore=semaphore)  # fmt: skip
+
+
+async def cycle_report_artifact(cycle_id: str) -> str:
+    """The cycle report a person reads in the Prefect UI (the run's Markdown artifact)."""
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(cycle_id)]),
+                key=ArtifactFilterKey(any_=["remediation-cycle-report"]),
+            )
+        )
+    assert artifacts, f"no cycle report for {cycle_id}"
+    return str(artifacts[0].data)

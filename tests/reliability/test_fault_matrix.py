@@ -45,7 +45,7 @@ from core.vetting import ProposedAction, vet_actions
 from flows.connections import open_connections
 from flows.reconciler import reconcile
 from flows.remediate_action import remediate_action
-from flows.remediation_cycle import remediation_cycle
+from flows.remediation_cycle import NO_TARGETS, remediation_cycle
 from sandbox.anthropic import (
     AnthropicServer,
     fenced_json_answer,
@@ -78,6 +78,7 @@ from tests.reliability.stand_ins import (
 from tests.reliability.support import (
     NGINX,
     cycle,
+    cycle_report_artifact,
     db_path,
     failed_unit,
     fresh_stack,
@@ -177,8 +178,15 @@ async def test_partial_prometheus_answers_clear_nothing_and_the_next_cycle_does(
 
     assert report.outcome is CycleOutcome.NO_ISSUES
     assert set(report.check_errors) == failing
+    markdown = await cycle_report_artifact(report.cycle_id)  # what a person reads
+    if failing:
+        assert "## Checks that failed" in markdown and "`failed_unit`" in markdown
     if fault == "nan":
         assert "NaN value for host 'web-02'" in report.check_errors["failed_unit"]
+    if fault == "empty-results":  # an empty answer everywhere is not "all clear"
+        assert report.notices == [NO_TARGETS] and NO_TARGETS in markdown
+    else:
+        assert report.notices == []
     assert report.cleared == []  # a check without a usable answer clears nothing
     assert await open_fingerprints(stack) == [NGINX]
     assert posts(stack) == []  # a partial answer is no outage: no alert
