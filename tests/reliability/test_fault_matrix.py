@@ -522,7 +522,7 @@ def _register(**deadlines: int) -> dict[str, Any]:
 async def test_discord_faults_while_approving(stack: Stack) -> None:
     """429 on a reaction and on the edit, the reactions endpoint failing for a while (one
     action, approved); an approval message deleted by a moderator while pending (another)."""
-    policy = policy_with(min_risk="low", risk=_register(low=6, medium=120))
+    policy = policy_with(min_risk="low", risk=_register(low=5, medium=120))
     faulty = proposal(policy, host="web-01", risk="medium", cycle_id="c-discord")
     deleted = proposal(policy, host="web-02", risk="low", cycle_id="c-discord")
     reactions = r"/api/v10/channels/\d+/messages/\d+/reactions/.*"
@@ -808,9 +808,9 @@ async def test_a_ledger_locked_at_cycle_start_is_waited_out(stack: Stack) -> Non
     async with stack.ledger() as ledger:
         await ledger.ensure_schema()
     started = time.monotonic()
-    with write_locked(stack.ledger_url, 2.0):
+    with write_locked(stack.ledger_url, 1.5):
         report = await cycle(stack)
-    assert time.monotonic() - started >= 2.0  # it waited (busy timeout 30 s), then ran
+    assert time.monotonic() - started >= 1.5  # it waited (busy timeout 30 s), then ran
     assert report.outcome is CycleOutcome.NO_ISSUES and report.notices == []
     [row] = rows(stack.ledger_url, "cycles")
     assert row["cycle_id"] == report.cycle_id and row["finished_at"]
@@ -834,8 +834,8 @@ async def test_a_ledger_locked_mid_action_is_waited_out(stack: Stack) -> None:
         action=action.model_dump(mode="json"), policy=SCRIPTED_POLICY, blocks=stack.names,
         settings={**FAST_SETTINGS, "settle_seconds": 0}, return_state=True))  # fmt: skip
     await eventually(lambda: _job_id(stack, action), what="the job id")
-    with write_locked(stack.ledger_url, 2.5):  # while the job is polled
-        await asyncio.sleep(2.5)
+    with write_locked(stack.ledger_url, 1.5):  # while the job is polled
+        await asyncio.sleep(1.5)
     state = await asyncio.wait_for(run, 60)
 
     assert state.is_completed() and (await state.aresult()).status == "finished"

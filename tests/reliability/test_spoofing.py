@@ -34,14 +34,20 @@ POLICY = policy_with(deadline_default_may_run=False, risk=REGISTER)
 SETTINGS = {**FAST_SETTINGS, "settle_seconds": 0}
 
 
-def _listener(stack: Stack) -> tuple[asyncio.Task, list[bool]]:
+def _listener(stack: Stack, polls: list[Any] | None = None) -> tuple[asyncio.Task, list[bool]]:
     stop = [False]
+
+    async def count(stats: Any) -> None:
+        if polls is not None:
+            polls.append(stats)
+
     task = asyncio.create_task(
         run_listener(
             stack.names,
             load_policy(POLICY),
             ListenerSettings(poll_seconds=0.5),
             stop=lambda: stop[0],
+            on_poll=count,
         )
     )
     return task, stop
@@ -101,7 +107,8 @@ async def test_no_spoofed_or_late_approval_runs_anything(stack: Stack) -> None:
         )
         await eventually(lambda: _paused_again(high.action_id), what="high re-gated")
 
-        listener, stop = _listener(stack)
+        polls: list[Any] = []
+        listener, stop = _listener(stack, polls)
         # Bots (one holds the approver role), a member without it, a non-member; the
         # bot's own ✅ is on both messages already. An approver's ✅ on ANOTHER message
         # (the other action's, and the "still gated" notice).
@@ -115,7 +122,8 @@ async def test_no_spoofed_or_late_approval_runs_anything(stack: Stack) -> None:
             return len(await _votes(stack, high.action_id)) == 3  # mallory, dave, alice
 
         await eventually(seen, what="the votes read")
-        await asyncio.sleep(1.5)  # a few more polls: nothing may come of them
+        after = len(polls) + 2
+        await eventually(lambda: len(polls) >= after, what="two more polls")  # nothing comes
         for a in (low, high):
             async with stack.ledger() as ledger:
                 assert (await ledger.get_action(a.action_id)).decision is None
