@@ -130,6 +130,17 @@ def kill_9(pid: int) -> None:
         pass
 
 
+def kill_9_if_ours(pid: int, api_url: str) -> None:
+    """SIGKILL `pid` only if it is still a process these tests started (it talks to this
+    session's Prefect API): a PID may have been reused after the process ended."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return
+    if f"PREFECT_API_URL={api_url}".encode() in environ:
+        kill_9(pid)
+
+
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)

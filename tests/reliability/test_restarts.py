@@ -31,7 +31,9 @@ from blocks import PrometheusConnection
 from core.policy import load_policy
 from core.records import ActionStatus
 from core.report import CycleOutcome
+from flows.approval_listener import run_listener
 from flows.connections import open_connections
+from flows.listener_settings import ListenerSettings
 from flows.reconciler import reconcile
 from flows.remediate_action import remediate_action
 from sandbox.anthropic import tool_answer
@@ -45,6 +47,7 @@ from tests.reliability.servers import (
     DEPLOYMENT,
     children,
     kill_9,
+    kill_9_if_ours,
     prefect_server,
     start_worker,
     stop_worker,
@@ -97,6 +100,7 @@ async def test_worker_restarts_expire_a_dead_approval_and_continue_a_dead_poll(
     await approve(stack, polling)
     worker = start_worker(prefect_harness, tmp_path / "worker-1.log")
     replacement = None
+    flow_pids: list[int] = []  # flow-run processes still to stop, whatever happens
     try:
         await eventually(_deployment_ready, what="the served deployment")
         paused_run = await arun_deployment(
@@ -104,6 +108,7 @@ async def test_worker_restarts_expire_a_dead_approval_and_continue_a_dead_poll(
         )
         await eventually(lambda: paused_runs(waiting.action_id), timeout=90, what="paused")
         [paused_pid] = children(worker.pid)
+        flow_pids.append(paused_pid)
         polling_run = await arun_deployment(
             DEPLOYMENT, parameters=parameters(stack, polling, POLICY, SETTINGS), timeout=0
         )
@@ -114,9 +119,10 @@ async def test_worker_restarts_expire_a_dead_approval_and_continue_a_dead_poll(
 
         job = await eventually(job_id, timeout=90, what="the polled job")
         [polling_pid] = [p for p in children(worker.pid) if p != paused_pid]
+        flow_pids.append(polling_pid)
 
         # 1. The paused run's process dies; the worker lives and marks the run CRASHED.
-        kill_9(paused_pid)
+        kill_9(flow_pids.pop(0))
         await eventually(lambda: _is(paused_run.id, StateType.CRASHED), timeout=60, what="CRASHED")
         assert await _reconcile(stack) == [waiting.action_id]
         expired = await _record(stack, waiting.action_id)
@@ -130,15 +136,13 @@ async def test_worker_restarts_expire_a_dead_approval_and_continue_a_dead_poll(
         # 2. The worker and the polling run's process die together: Prefect still shows
         # the run RUNNING; its heartbeat goes stale; a restarted worker takes over.
         kill_9(worker.pid)
-        kill_9(polling_pid)
+        kill_9(flow_pids.pop(0))
         worker.wait(timeout=30)
         assert await _state(polling_run.id) is StateType.RUNNING
         assert not stack.awx.job(job).terminal  # killed while its job still ran
         replacement = start_worker(prefect_harness, tmp_path / "worker-2.log")
 
-        async def stale() -> bool:
-            record = await _record(stack, polling.action_id)
-            del record  # the liveness view is what the reconciler reads
+        async def stale() -> bool:  # what the reconciler reads
             async with stack.ledger() as ledger:
                 view = (await ledger.action_liveness([polling.action_id]))[polling.action_id]
             return datetime.now(UTC) - view.heartbeat_at > STALE + timedelta(seconds=0.5)
@@ -150,12 +154,15 @@ async def test_worker_restarts_expire_a_dead_approval_and_continue_a_dead_poll(
             return (await _record(stack, polling.action_id)).status is ActionStatus.FINISHED
 
         await eventually(finished, timeout=120, what="the continued action")
+        # A listener now: the ✅ on the expired request resumes nothing.
+        await run_listener(stack.names, load_policy(POLICY), ListenerSettings(), stop=lambda: True)
     finally:
         for proc in (worker, replacement):
             if proc is not None:
+                flow_pids += children(proc.pid)
                 stop_worker(proc)
-        for pid in children(worker.pid) + (children(replacement.pid) if replacement else []):
-            kill_9(pid)
+        for pid in flow_pids:
+            kill_9_if_ours(pid, prefect_harness)
 
     assert stack.awx.launches(30) == 1  # polled on, never relaunched
     done = await _record(stack, polling.action_id)
