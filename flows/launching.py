@@ -221,16 +221,20 @@ class Launcher:
                 f"🚫 Launch refused: {self.action.catalog_key} on {self.action.host}",
             )
         except UpstreamError as exc:
-            if not exc.request_sent:
+            # A 4xx answer (bad request, auth, unknown template, rate limit) means the
+            # runner refused: it created no job, so there is nothing to look up.
+            refused = exc.status_code is not None and 400 <= exc.status_code < 500
+            if not exc.request_sent or refused:
                 await self.conns.ledger.record_job_state(
                     self.action.action_id,
                     state="not_launched",
                     finished=True,
                     now=datetime.now(UTC),
                 )
+                where = "the runner refused it" if refused else "it never reached the runner"
                 return await self.not_run(
-                    f"Launch failed before reaching the runner: {exc}",
-                    f"⚠️ Not launched: {self.action.catalog_key}",
+                    f"Not launched: {where}. {exc}",
+                    f"⚠️ Not launched: {self.action.catalog_key} on {self.action.host}",
                 )
             self.log.error("launch outcome unknown (%s): looking the job up", exc)
             return await self._find_unknown_launch(intent_at)
