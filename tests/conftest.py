@@ -25,4 +25,5 @@ pytest_plugins = [
     "tests.fixtures.anthropic",
     "tests.fixtures.jobs",
     "tests.fixtures.stack",
+    "tests.fixtures.serve",
 ]

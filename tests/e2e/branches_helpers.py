@@ -1,24 +1,19 @@
 """Shared set-up for the chart-branch tests (`tests/e2e/test_chart_branches.py`).
 
 The path users take: the cycle runs as a flow and dispatches each action as a run of the
-`remediate-action` DEPLOYMENT, picked up by a real `serve` process (`ServedDeployment`,
-started once per module), or — the `remediation-cycle` command's local path — runs it as
-an in-process subflow (`run_cycle(..., dispatch="inline")`). People decide by reacting in
-Discord (the real listener, `listening`) or by resuming in the Prefect UI
-(`tests.flows.actions.resume`, the API call the UI makes). Everything here reads what the
-sandbox servers received, Prefect's flow runs and the ledger; nothing of the project is mocked.
+`remediate-action` DEPLOYMENT, picked up by a real `serve` process
+(`tests.fixtures.serve.ServedDeployment`, started once per module), or — the
+`remediation-cycle` command's local path — runs it as an in-process subflow
+(`run_cycle(..., dispatch="inline")`). People decide by reacting in Discord (the real
+listener, `listening`) or by resuming in the Prefect UI (`tests.flows.actions.resume`, the
+API call the UI makes). Everything here reads what the sandbox servers received, Prefect's
+flow runs and the ledger; nothing of the project is mocked.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from prefect.client.orchestration import get_client
@@ -30,7 +25,6 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -43,11 +37,11 @@ from flows.remediation_cycle import remediation_cycle
 from sandbox.anthropic_wire import tool_answer
 from sandbox.jobs import JobTemplate, Script
 from tests.fixtures.loki_discord import CHANNEL_ID
+from tests.fixtures.serve import DEPLOYMENT
 from tests.fixtures.stack import FAST_POLICY, FAST_SETTINGS, Stack
 from tests.flows.actions import resume
 from tests.flows.helpers import eventually, listener
 
-DEPLOYMENT = "remediate-action/remediate-action"
 ACTION_FLOW = "remediate-action"
 SCRIPTED, FAILING, STUCK = 30, 31, 32  # AWX templates: succeeds in ~0.3 s, fails, hangs
 # FAST_SETTINGS, with paused runs asking Prefect for their resume every second, not every
@@ -56,64 +50,6 @@ SETTINGS: dict[str, Any] = {**FAST_SETTINGS, "pause_poll_seconds": 1.0}
 LISTENER_POLL_SECONDS = 1.0
 PROBE_SECONDS = 0.5  # between reads of Prefect while waiting (each costs the server CPU)
 OPEN = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
-
-# --- the served deployment ---------------------------------------------------------------
-SERVE = (
-    "from flows.remediate_action import remediate_action\n"
-    "remediate_action.serve(name='remediate-action', limit=20, print_starting_message=False)\n"
-)
-
-
-class ServedDeployment:
-    """A real `serve` process for the `remediate-action` deployment. It starts at once
-    and is waited for only by the tests that dispatch (`await ready()`); it polls for
-    scheduled runs every second (the default is 10 s). Its log goes to a file, never to a
-    pipe nobody reads (a full pipe would block the process)."""
-
-    def __init__(self, api_url: str, log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE], env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        self.deployment_id: uuid.UUID | None = None
-
-    async def ready(self) -> uuid.UUID:
-        async def registered() -> uuid.UUID | None:
-            assert self.proc.poll() is None, f"serve exited:\n{self.tail()}"
-            async with get_client() as client:
-                try:
-                    return (await client.read_deployment_by_name(DEPLOYMENT)).id
-                except Exception:  # noqa: BLE001 - not registered yet
-                    return None
-
-        if self.deployment_id is None:
-            self.deployment_id = await eventually(
-                registered, timeout=90, interval=0.5, what="served deployment"
-            )
-        return self.deployment_id
-
-    def tail(self, chars: int = 4000) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    async def stop(self) -> None:
-        """Stop the process and delete the deployment it registered (the server is left
-        as found: later modules deploy or serve the same name their own way)."""
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            await asyncio.to_thread(self.proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
-        async with get_client() as client:
-            try:
-                deployment = await client.read_deployment_by_name(DEPLOYMENT)
-            except ObjectNotFound:
-                return
-            await client.delete_deployment(deployment.id)
 
 
 # --- policy and what Claude proposes -------------------------------------------------------

@@ -33,7 +33,6 @@ from tests.e2e.branches_helpers import (
     SCRIPTED,
     SETTINGS,
     STUCK,
-    ServedDeployment,
     action_runs,
     add_scripted_templates,
     all_ended,
@@ -64,6 +63,7 @@ from tests.e2e.branches_helpers import (
     titles,
 )
 from tests.fixtures.loki_discord import ALICE_ID, BOT_USER_ID
+from tests.fixtures.serve import ServedDeployment
 from tests.fixtures.stack import FAST_POLICY, Stack
 from tests.flows.actions import resume
 from tests.flows.helpers import eventually

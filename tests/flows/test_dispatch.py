@@ -3,27 +3,17 @@ process: the cycle completes while its actions wait, paused, for people."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-
-import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 
 from core.report import CycleOutcome
 from flows.remediation_cycle import remediation_cycle
 from tests.fixtures.loki_discord import CHANNEL_ID
+from tests.fixtures.serve import ServedDeployment
 from tests.fixtures.stack import FAST_POLICY, FAST_SETTINGS, Stack
 from tests.flows.actions import paused_runs, resume
 from tests.flows.helpers import eventually
 
-SERVE = (
-    "from flows.remediate_action import remediate_action\n"
-    "remediate_action.serve(name='remediate-action', limit=20, print_starting_message=False)\n"
-)
 BROKEN = {
     "web-01": ["nginx.service", "cron.service"],
     "web-02": ["nginx.service", "ssh.service"],
@@ -31,39 +21,10 @@ BROKEN = {
 }
 
 
-@pytest.fixture
-def served(prefect_harness: str) -> Iterator[subprocess.Popen]:
-    """A real `serve` process for the remediate_action deployment."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE],
-        env={**os.environ, "PREFECT_API_URL": prefect_harness},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-async def _deployment_ready() -> bool:
-    async with get_client() as client:
-        try:
-            await client.read_deployment_by_name("remediate-action/remediate-action")
-            return True
-        except Exception:  # noqa: BLE001 - not registered yet
-            return False
-
-
 async def test_cycle_completes_while_five_actions_wait_paused(
-    stack: Stack, served: subprocess.Popen
+    stack: Stack, action_worker: ServedDeployment
 ) -> None:
-    await eventually(_deployment_ready, what="served deployment")
+    await action_worker.ready()
     for host, units in BROKEN.items():
         stack.fleet.patch(host, {"units": {u: {"state": "failed"} for u in units}})
     await stack.scraped('count(node_systemd_unit_state{state="failed"} == 1) == 5')
@@ -81,9 +42,7 @@ async def test_cycle_completes_while_five_actions_wait_paused(
         async with get_client() as client:
             runs = await client.read_flow_runs()
         states = [(r.name, r.state.name, r.state.message) for r in runs]
-        served.send_signal(signal.SIGINT)
-        err = served.stderr.read().decode()[-3000:]
-        raise AssertionError(f"{states}\n{err}") from None
+        raise AssertionError(f"{states}\n{action_worker.tail()}") from None
     async with get_client() as client:
         cycle = await client.read_flow_run(
             paused[0].parent_task_run_id

@@ -23,7 +23,6 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import arun_deployment
-from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
 
 from clients.ledger import Ledger
@@ -39,6 +38,7 @@ from flows.reconciler import (
 from flows.remediate_action import remediate_action
 from sandbox.jobs import JobTemplate, Script
 from tests.fixtures.loki_discord import CHANNEL_ID
+from tests.fixtures.serve import DEPLOYMENT, ServedDeployment
 from tests.fixtures.stack import FAST_POLICY, Stack
 from tests.flows.helpers import approval_messages, eventually
 from tests.flows.launch_support import (
@@ -220,77 +220,13 @@ async def test_a_run_killed_while_awaiting_approval_is_reported_expired_and_neve
     assert await reconcile_actions(policy=SCRIPTED, blocks=stack.names) == []
 
 
-SERVE = (
-    "from flows.remediate_action import remediate_action\n"
-    "remediate_action.serve(name='remediate-action', limit=5, print_starting_message=False)\n"
-)
-DEPLOYMENT = "remediate-action/remediate-action"
-
-
-@pytest.fixture
-def served(prefect_harness: str, tmp_path: Path) -> Iterator[subprocess.Popen]:
-    """A real `serve` process for the remediate_action deployment (the "worker")."""
-    with open(tmp_path / "serve.log", "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE],
-            cwd=ROOT,
-            env={**os.environ, "PREFECT_API_URL": prefect_harness},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def flow_run_processes(ancestor: int) -> list[int]:
-    """The flow-run processes `serve` has started (it spawns them with multiprocessing)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                status = (entry / "status").read_text()
-            except OSError:
-                continue
-            for line in status.splitlines():
-                if line.startswith("PPid:"):
-                    parents[int(entry.name)] = int(line.split()[1])
-    found = []
-    for pid in sorted(parents):
-        up = pid
-        while up in parents and up != ancestor:
-            up = parents[up]
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if up == ancestor and pid != ancestor and b"spawn_main" in cmdline:
-            found.append(pid)
-    return found
-
-
-async def deployment_ready() -> bool:
-    async with get_client() as client:
-        try:
-            await client.read_deployment_by_name(DEPLOYMENT)
-        except ObjectNotFound:
-            return False
-    return True
-
-
 async def test_a_deployed_run_killed_while_polling_crashes_and_is_continued_on_its_job(
-    stack: Stack, served: subprocess.Popen
+    stack: Stack, action_worker: ServedDeployment
 ) -> None:
     stack.awx.add_template(JobTemplate(30, "scripted", script=Script.succeed(running=6.0)))
     action = scripted(cycle="c-deployed")
     await approve(stack, action)
-    await eventually(deployment_ready, what="the served deployment")
+    await action_worker.ready()
     first = await arun_deployment(
         DEPLOYMENT, parameters=parameters(stack, action, SCRIPTED, SETTINGS), timeout=0
     )
@@ -300,7 +236,7 @@ async def test_a_deployed_run_killed_while_polling_crashes_and_is_continued_on_i
         return done.job.job_id if done.job is not None else None
 
     job_id = await eventually(job_recorded, timeout=90, what="the job id")
-    [pid] = flow_run_processes(served.pid)  # the one run serve is executing
+    [pid] = action_worker.flow_run_processes()  # the one run serve is executing
     os.kill(pid, signal.SIGKILL)  # the flow run's process dies; its "worker" survives
     await eventually(lambda: _is(first.id, StateType.CRASHED), what="the run CRASHED")
     assert not stack.awx.job(job_id).terminal  # killed while its job still ran

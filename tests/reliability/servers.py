@@ -1,6 +1,6 @@
 """Processes the restart tests start and kill by PID: a `prefect server start` of their
-own (SQLite under its own PREFECT_HOME, restartable on the same port) and `serve` workers
-for the remediate_action deployment."""
+own (SQLite under its own PREFECT_HOME, restartable on the same port); the `serve` workers
+are `tests.fixtures.serve.ServedDeployment`."""
 
 from __future__ import annotations
 
@@ -103,26 +103,6 @@ def prefect_server(home: Path) -> Iterator[PrefectServer]:
         server.stop()
 
 
-SERVE = (
-    "from flows.remediate_action import remediate_action\n"
-    "remediate_action.serve(name='remediate-action', limit=5, print_starting_message=False)\n"
-)
-DEPLOYMENT = "remediate-action/remediate-action"
-
-
-def start_worker(api_url: str, log: Path) -> subprocess.Popen[bytes]:
-    """A `serve` process for the remediate_action deployment: the worker of these tests."""
-    with open(log, "a") as out:
-        return subprocess.Popen(
-            [sys.executable, "-c", SERVE],
-            cwd=ROOT,
-            # it looks for scheduled runs every second (the default is 10 s)
-            env={**os.environ, "PREFECT_API_URL": api_url, "PREFECT_RUNNER_POLL_FREQUENCY": "1"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
 def kill_9(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
@@ -139,39 +119,3 @@ def kill_9_if_ours(pid: int, api_url: str) -> None:
         return
     if f"PREFECT_API_URL={api_url}".encode() in environ:
         kill_9(pid)
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def children(ancestor: int) -> list[int]:
-    """The flow-run processes a `serve` process started (multiprocessing spawn)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                status = (entry / "status").read_text()
-            except OSError:
-                continue
-            for line in status.splitlines():
-                if line.startswith("PPid:"):
-                    parents[int(entry.name)] = int(line.split()[1])
-    found = []
-    for pid in sorted(parents):
-        up = pid
-        while up in parents and up != ancestor:
-            up = parents[up]
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if up == ancestor and pid != ancestor and b"spawn_main" in cmdline:
-            found.append(pid)
-    return found

@@ -23,7 +23,6 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import arun_deployment
 from prefect.events.worker import EventsWorker
-from prefect.exceptions import ObjectNotFound
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -39,18 +38,15 @@ from flows.remediate_action import remediate_action
 from sandbox.anthropic import tool_answer
 from sandbox.jobs import JobTemplate, Script
 from tests.fixtures.loki_discord import CHANNEL_ID
+from tests.fixtures.serve import DEPLOYMENT, ServedDeployment, forget_deployment
 from tests.fixtures.stack import FAST_SETTINGS, Stack, save_blocks
 from tests.flows.actions import paused_runs, policy_with, proposal, resume
 from tests.flows.helpers import approval_messages, eventually
 from tests.flows.launch_support import approve, parameters
 from tests.reliability.servers import (
-    DEPLOYMENT,
-    children,
     kill_9,
     kill_9_if_ours,
     prefect_server,
-    start_worker,
-    stop_worker,
 )
 from tests.reliability.stand_ins import FAILED_UNIT_QUERY, PrometheusProxy, failed_units
 from tests.reliability.support import NGINX, cycle, posts, rows, text
@@ -71,15 +67,6 @@ async def _record(stack: Stack, action_id: str) -> Any:
         return await ledger.get_action(action_id)
 
 
-async def _deployment_ready() -> bool:
-    async with get_client() as client:
-        try:
-            await client.read_deployment_by_name(DEPLOYMENT)
-        except ObjectNotFound:
-            return False
-    return True
-
-
 async def _reconcile(stack: Stack) -> list[str]:
     conns = await open_connections(stack.names, ("discord", "ledger"))
     async with conns, get_client() as client:
@@ -98,16 +85,16 @@ async def test_worker_restarts_expire_a_dead_approval_and_continue_a_dead_poll(
     waiting = proposal(POLICY, host="web-01", cycle_id="c-restart-paused")
     polling = proposal(POLICY, host="web-02", cycle_id="c-restart-polling")
     await approve(stack, polling)
-    worker = start_worker(prefect_harness, tmp_path / "worker-1.log")
-    replacement = None
+    worker = ServedDeployment(prefect_harness, tmp_path / "worker-1.log", limit=5)
+    replacement: ServedDeployment | None = None
     flow_pids: list[int] = []  # flow-run processes still to stop, whatever happens
     try:
-        await eventually(_deployment_ready, what="the served deployment")
+        await worker.ready()
         paused_run = await arun_deployment(
             DEPLOYMENT, parameters=parameters(stack, waiting, POLICY, SETTINGS), timeout=0
         )
         await eventually(lambda: paused_runs(waiting.action_id), timeout=90, what="paused")
-        [paused_pid] = children(worker.pid)
+        [paused_pid] = worker.flow_run_processes()
         flow_pids.append(paused_pid)
         polling_run = await arun_deployment(
             DEPLOYMENT, parameters=parameters(stack, polling, POLICY, SETTINGS), timeout=0
@@ -118,7 +105,7 @@ async def test_worker_restarts_expire_a_dead_approval_and_continue_a_dead_poll(
             return record.job.job_id if record.job else None
 
         job = await eventually(job_id, timeout=90, what="the polled job")
-        [polling_pid] = [p for p in children(worker.pid) if p != paused_pid]
+        [polling_pid] = [p for p in worker.flow_run_processes() if p != paused_pid]
         flow_pids.append(polling_pid)
 
         # 1. The paused run's process dies; the worker lives and marks the run CRASHED.
@@ -135,12 +122,11 @@ async def test_worker_restarts_expire_a_dead_approval_and_continue_a_dead_poll(
 
         # 2. The worker and the polling run's process die together: Prefect still shows
         # the run RUNNING; its heartbeat goes stale; a restarted worker takes over.
-        kill_9(worker.pid)
+        worker.kill()
         kill_9(flow_pids.pop(0))
-        worker.wait(timeout=30)
         assert await _state(polling_run.id) is StateType.RUNNING
         assert not stack.awx.job(job).terminal  # killed while its job still ran
-        replacement = start_worker(prefect_harness, tmp_path / "worker-2.log")
+        replacement = ServedDeployment(prefect_harness, tmp_path / "worker-2.log", limit=5)
 
         async def stale() -> bool:  # what the reconciler reads
             async with stack.ledger() as ledger:
@@ -157,12 +143,13 @@ async def test_worker_restarts_expire_a_dead_approval_and_continue_a_dead_poll(
         # A listener now: the ✅ on the expired request resumes nothing.
         await run_listener(stack.names, load_policy(POLICY), ListenerSettings(), stop=lambda: True)
     finally:
-        for proc in (worker, replacement):
-            if proc is not None:
-                flow_pids += children(proc.pid)
-                stop_worker(proc)
+        for served in (worker, replacement):
+            if served is not None:
+                flow_pids += served.flow_run_processes()
+                served.terminate()
         for pid in flow_pids:
             kill_9_if_ours(pid, prefect_harness)
+        await forget_deployment()
 
     assert stack.awx.launches(30) == 1  # polled on, never relaunched
     done = await _record(stack, polling.action_id)
