@@ -40,12 +40,15 @@ async def test_scenario_yields_exactly_the_expected_issues_then_dedups(stack: St
     })
     expected = {"web-01|cpu|-", "web-01|inactive_unit|ssh.service", "db-01|disk|/var",
                 "db-01|io_pressure|-", "db-01|failed_unit|nginx.service", "web-02|host_down|-"}
-    # the CPU rule is sustained (6 s in FAST_POLICY): wait until Prometheus agrees
-    await stack.scraped(build_queries(_settings())["cpu"], timeout=30)
+    # the CPU rule is sustained (6 s in FAST_POLICY): wait until Prometheus agrees that
+    # web-01 (not just any host) breaches it
+    cpu = build_queries(_settings())["cpu"]
+    await stack.scraped(f'({cpu}) and on(instance) up{{instance="web-01"}}', timeout=30)
     await stack.scraped("up == 0")
     stack.anthropic.enqueue(tool_answer("submit_analysis", NO_ACTIONS))
     report = await cycle(stack)
-    assert {i.fingerprint for i in report.issues} == expected
+    found = {i.fingerprint for i in report.issues}
+    assert found == expected, (report.check_errors, await stack.query(cpu.split(" > ")[0]))
     assert set(report.new_issues) == expected
     assert report.outcome is CycleOutcome.MANUAL_ONLY and set(report.reported) == expected
     prompt = stack.anthropic.message_bodies()[0]["messages"][0]["content"][1]["text"]
