@@ -22,7 +22,6 @@ The listener calls `reconcile(conns, policy, client, now)` once per poll; the
 `reconcile_actions` flow runs one pass on its own.
 """
 
-
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress

@@ -23,10 +23,12 @@ T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 TTL = timedelta(hours=6)
 
 
-def issue(host: str = "web-01", check: CheckName = CheckName.FAILED_UNIT,
-          subject: str = "nginx.service") -> Issue:
-    return Issue(host=host, check=check, subject=subject, severity=Severity.CRITICAL,
-                 observed_at=T0)
+def issue(
+    host: str = "web-01", check: CheckName = CheckName.FAILED_UNIT, subject: str = "nginx.service"
+) -> Issue:
+    return Issue(
+        host=host, check=check, subject=subject, severity=Severity.CRITICAL, observed_at=T0
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -81,27 +83,31 @@ async def test_new_issue_then_dropped_within_ttl(ledger: Ledger) -> None:
     first = await ledger.claim_issues([issue()], cycle_id="c1", now=T0, ttl=TTL)
     assert [i.fingerprint for i in first.new] == ["web-01|failed_unit|nginx.service"]
     await ledger.confirm_reported(["web-01|failed_unit|nginx.service"], cycle_id="c1", now=T0)
-    second = await ledger.claim_issues([issue()], cycle_id="c2", now=T0 + timedelta(hours=1),
-                                       ttl=TTL)
+    second = await ledger.claim_issues(
+        [issue()], cycle_id="c2", now=T0 + timedelta(hours=1), ttl=TTL
+    )
     assert second.new == []
     assert [d.reason for d in second.dropped] == [DropReason.REPORTED_WITHIN_TTL]
-    third = await ledger.claim_issues([issue()], cycle_id="c3", now=T0 + timedelta(hours=7),
-                                      ttl=TTL)
+    third = await ledger.claim_issues(
+        [issue()], cycle_id="c3", now=T0 + timedelta(hours=7), ttl=TTL
+    )
     assert len(third.new) == 1  # TTL expired: reported again
 
 
 async def test_unconfirmed_report_is_reported_again(ledger: Ledger) -> None:
     await ledger.claim_issues([issue()], cycle_id="c1", now=T0, ttl=TTL)
     # c1 never confirmed (its Discord post failed); the next cycle reports it again
-    again = await ledger.claim_issues([issue()], cycle_id="c1", now=T0 + timedelta(minutes=15),
-                                      ttl=TTL)
+    again = await ledger.claim_issues(
+        [issue()], cycle_id="c1", now=T0 + timedelta(minutes=15), ttl=TTL
+    )
     assert len(again.new) == 1
 
 
 async def test_concurrent_claim_by_other_cycle_is_dropped(ledger: Ledger) -> None:
     await ledger.claim_issues([issue()], cycle_id="c1", now=T0, ttl=TTL)
-    other = await ledger.claim_issues([issue()], cycle_id="c2", now=T0 + timedelta(seconds=5),
-                                      ttl=TTL)
+    other = await ledger.claim_issues(
+        [issue()], cycle_id="c2", now=T0 + timedelta(seconds=5), ttl=TTL
+    )
     assert [d.reason for d in other.dropped] == [DropReason.CLAIMED_BY_OTHER_CYCLE]
 
 
@@ -112,15 +118,20 @@ async def test_cleared_only_when_check_ok_and_host_up(ledger: Ledger) -> None:
     # query failed: nothing clears
     assert await ledger.close_cleared(set(), checks_ok=set(), hosts_up={"web-01"}, now=T0) == []
     # host down: nothing clears
-    assert await ledger.close_cleared(set(), checks_ok={"failed_unit"}, hosts_up=set(),
-                                      now=T0) == []
+    assert (
+        await ledger.close_cleared(set(), checks_ok={"failed_unit"}, hosts_up=set(), now=T0) == []
+    )
     # still detected: nothing clears
-    assert await ledger.close_cleared({fp}, checks_ok={"failed_unit"}, hosts_up={"web-01"},
-                                      now=T0) == []
-    assert await ledger.close_cleared(set(), checks_ok={"failed_unit"}, hosts_up={"web-01"},
-                                      now=T0) == [fp]
-    recur = await ledger.claim_issues([issue()], cycle_id="c2", now=T0 + timedelta(minutes=30),
-                                      ttl=TTL)
+    assert (
+        await ledger.close_cleared({fp}, checks_ok={"failed_unit"}, hosts_up={"web-01"}, now=T0)
+        == []
+    )
+    assert await ledger.close_cleared(
+        set(), checks_ok={"failed_unit"}, hosts_up={"web-01"}, now=T0
+    ) == [fp]
+    recur = await ledger.claim_issues(
+        [issue()], cycle_id="c2", now=T0 + timedelta(minutes=30), ttl=TTL
+    )
     assert len(recur.new) == 1  # a recurrence is fresh
     assert await ledger.episode_count(fp) == 2
 
@@ -130,8 +141,9 @@ async def test_release_makes_issue_reportable(ledger: Ledger) -> None:
     await ledger.claim_issues([issue()], cycle_id="c1", now=T0, ttl=TTL)
     await ledger.confirm_reported([fp], cycle_id="c1", now=T0)
     assert await ledger.release_issue(fp, now=T0 + timedelta(minutes=20))
-    again = await ledger.claim_issues([issue()], cycle_id="c2", now=T0 + timedelta(minutes=30),
-                                      ttl=TTL)
+    again = await ledger.claim_issues(
+        [issue()], cycle_id="c2", now=T0 + timedelta(minutes=30), ttl=TTL
+    )
     assert len(again.new) == 1
 
 
@@ -159,9 +171,18 @@ def test_two_processes_never_both_claim(ledger_url: str) -> None:
     start_at = time.time() + 3.0  # both processes import and connect first
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.clients.ledger_worker", ledger_url, cycle,
-             str(start_at), *fps],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "tests.clients.ledger_worker",
+                ledger_url,
+                cycle,
+                str(start_at),
+                *fps,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for cycle in ("cycle-a", "cycle-b")
     ]

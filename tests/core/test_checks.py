@@ -28,7 +28,7 @@ def test_default_queries_cover_eight_checks_and_host_down() -> None:
     assert 'fstype!~"tmpfs|' in q["disk"] and q["disk"].endswith(") > 90")
     assert q["failed_unit"] == '(node_systemd_unit_state{state="failed"}) == 1'
     assert r'name=~"ssh\\.service|fail2ban\\.service|nginx\\.service"' in q["inactive_unit"]
-    assert r'fuse\\..*' in q["disk"]
+    assert r"fuse\\..*" in q["disk"]
     assert q["host_down"] == "up"
     assert q["top_cpu"].startswith("topk(5, sum by (instance, groupname)")
 
@@ -52,7 +52,7 @@ def test_overrides_and_custom_host_label() -> None:
     s = DetectionSettings(
         host_label="host",
         rate_window="15s",
-        queries={"cpu": "100 - avg by ($h) (irate(cpu_idle{mode=\"idle\"}[$rate])) * 100"},
+        queries={"cpu": '100 - avg by ($h) (irate(cpu_idle{mode="idle"}[$rate])) * 100'},
     )
     q = build_queries(s)
     assert 'avg by (host) (irate(cpu_idle{mode="idle"}[15s]))' in q["cpu"]

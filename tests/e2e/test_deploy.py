@@ -103,8 +103,11 @@ async def test_prefect_deploy_all_creates_the_three_deployments(prefect_harness:
 
         # the operational deployments, each limited to one run at a time
         async with get_client() as client:
-            for name in ("remediation-watchdog/remediation-watchdog",
-                         "reconcile-actions/reconcile-actions", "prune-ledger/prune-ledger"):
+            for name in (
+                "remediation-watchdog/remediation-watchdog",
+                "reconcile-actions/reconcile-actions",
+                "prune-ledger/prune-ledger",
+            ):
                 extra = await client.read_deployment_by_name(name)
                 assert extra.schedules and extra.schedules[0].active
                 assert extra.global_concurrency_limit.limit == 1

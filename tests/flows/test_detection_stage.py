@@ -21,25 +21,45 @@ from tests.fixtures.loki_discord import CHANNEL_ID
 from tests.fixtures.stack import FAST_POLICY, Stack
 from tests.flows.helpers import titles
 
-NO_ACTIONS = {"summary": "people should look", "actions": [], "manual_issues": [
-    {"host": "db-01", "problem": "see issues", "severity": "critical", "recommendation": "x"}]}
+NO_ACTIONS = {
+    "summary": "people should look",
+    "actions": [],
+    "manual_issues": [
+        {"host": "db-01", "problem": "see issues", "severity": "critical", "recommendation": "x"}
+    ],
+}
 
 
 async def cycle(stack: Stack, policy: dict[str, Any] | None = None):
-    return await remediation_cycle(policy=policy or FAST_POLICY, blocks=stack.names,
-                                   dispatch="none")
+    return await remediation_cycle(
+        policy=policy or FAST_POLICY, blocks=stack.names, dispatch="none"
+    )
 
 
 async def test_scenario_yields_exactly_the_expected_issues_then_dedups(stack: Stack) -> None:
-    stack.fleet.apply_scenario({
-        "web-01": {"cpu_busy_pct": 97, "units": {"ssh.service": {"state": "inactive"}},
-                   "processes": {"java": {"cpu_cores": 1.9, "rss_bytes": 3_000_000_000}}},
-        "db-01": {"mounts": {"/var": {"used_pct": 97}}, "io_pressure": 0.4,
-                  "units": {"nginx.service": {"state": "failed"}}},
-        "web-02": {"down": True},
-    })
-    expected = {"web-01|cpu|-", "web-01|inactive_unit|ssh.service", "db-01|disk|/var",
-                "db-01|io_pressure|-", "db-01|failed_unit|nginx.service", "web-02|host_down|-"}
+    stack.fleet.apply_scenario(
+        {
+            "web-01": {
+                "cpu_busy_pct": 97,
+                "units": {"ssh.service": {"state": "inactive"}},
+                "processes": {"java": {"cpu_cores": 1.9, "rss_bytes": 3_000_000_000}},
+            },
+            "db-01": {
+                "mounts": {"/var": {"used_pct": 97}},
+                "io_pressure": 0.4,
+                "units": {"nginx.service": {"state": "failed"}},
+            },
+            "web-02": {"down": True},
+        }
+    )
+    expected = {
+        "web-01|cpu|-",
+        "web-01|inactive_unit|ssh.service",
+        "db-01|disk|/var",
+        "db-01|io_pressure|-",
+        "db-01|failed_unit|nginx.service",
+        "web-02|host_down|-",
+    }
     # the CPU rule is sustained (6 s in FAST_POLICY): wait until Prometheus agrees that
     # web-01 (not just any host) breaches it
     cpu = build_queries(_settings())["cpu"]
@@ -73,13 +93,16 @@ async def test_cleared_then_recurring_is_reported_again_and_failed_query_clears_
     assert (await cycle(stack)).new_issues == ["web-02|failed_unit|nginx.service"]
     stack.fleet.patch("web-02", {"units": {"nginx.service": {"state": "active"}}})
     await stack.scraped(f"{failed} == 0")
-    broken_query = {**FAST_POLICY, "detection": {**FAST_POLICY["detection"],
-                                                 "queries": {"failed_unit": "node_systemd{"}}}
+    broken_query = {
+        **FAST_POLICY,
+        "detection": {**FAST_POLICY["detection"], "queries": {"failed_unit": "node_systemd{"}},
+    }
     failing = await cycle(stack, broken_query)
     assert "failed_unit" in failing.check_errors and failing.cleared == []
     async with stack.ledger() as ledger:
         assert [e["fingerprint"] for e in await ledger.open_episodes()] == [
-            "web-02|failed_unit|nginx.service"]
+            "web-02|failed_unit|nginx.service"
+        ]
     cleared = await cycle(stack)
     assert cleared.cleared == ["web-02|failed_unit|nginx.service"]
     stack.fleet.patch("web-02", {"units": {"nginx.service": {"state": "failed"}}})
@@ -91,8 +114,9 @@ async def test_cleared_then_recurring_is_reported_again_and_failed_query_clears_
 
 async def test_loki_context_rules_in_the_prompt(stack: Stack) -> None:
     stack.fleet.patch("web-02", {"units": {"nginx.service": {"state": "failed"}}})
-    stack.fleet.journal("web-02", "nginx.service",
-                        [f"line {i} password=hunter2-{i}" for i in range(40)])
+    stack.fleet.journal(
+        "web-02", "nginx.service", [f"line {i} password=hunter2-{i}" for i in range(40)]
+    )
     await stack.scraped('node_systemd_unit_state{instance="web-02",state="failed"} == 1')
     await cycle(stack)
     logs = stack.anthropic.message_bodies()[0]["messages"][0]["content"][1]["text"]
@@ -111,17 +135,18 @@ async def test_dead_prometheus_alerts_once_and_recovers(stack: Stack) -> None:
     assert len(first.check_errors) == 9
     notices = [t for t in titles(stack) if "Prometheus unreachable" in t]
     assert len(notices) == 1  # once, not every cycle
-    await PrometheusConnection(url=stack.prometheus.url).asave(stack.names.prometheus,
-                                                              overwrite=True)
+    await PrometheusConnection(url=stack.prometheus.url).asave(
+        stack.names.prometheus, overwrite=True
+    )
     assert (await cycle(stack)).outcome is CycleOutcome.NO_ISSUES
     assert [t for t in titles(stack) if "Prometheus reachable again" in t]
     assert stack.anthropic.message_bodies() == []
 
 
 async def test_dead_loki_gives_explicit_unavailable_context(stack: Stack) -> None:
-    await LokiConnection(url="http://127.0.0.1:1", timeout_seconds=1,
-                         bearer_token=SecretStr("loki-planted-tok")).asave(
-        stack.names.loki, overwrite=True)
+    await LokiConnection(
+        url="http://127.0.0.1:1", timeout_seconds=1, bearer_token=SecretStr("loki-planted-tok")
+    ).asave(stack.names.loki, overwrite=True)
     stack.fleet.patch("web-02", {"units": {"nginx.service": {"state": "failed"}}})
     await stack.scraped('node_systemd_unit_state{instance="web-02",state="failed"} == 1')
     report = await cycle(stack)
@@ -137,16 +162,30 @@ async def test_dead_loki_gives_explicit_unavailable_context(stack: Stack) -> Non
 async def test_a_ten_second_spike_is_no_sustained_breach() -> None:
     """Backfilled history: web-01 spikes to 95 % for 10 s at the end; db-01 stays at 97 %
     for the whole window. Only db-01 breaches "CPU > 90 % for 5 minutes"."""
-    segments = [(380.0, {"db-01": {"cpu_busy_pct": 97}}),
-                (10.0, {"web-01": {"cpu_busy_pct": 95}})]
+    segments = [(380.0, {"db-01": {"cpu_busy_pct": 97}}), (10.0, {"web-01": {"cpu_busy_pct": 95}})]
     prom = PrometheusServer()
     prom.backfill(segments, hosts=["web-01", "web-02", "db-01"], step=2.0, shard_hosts=3)
-    sustained = DetectionSettings(rate_window="6s", subquery_step="4s", rules=(
-        ThresholdRule(check=CheckName.CPU, operator=">", threshold=90,
-                      severity=Severity.WARNING, duration="5m"),))
-    instant = DetectionSettings(rate_window="6s", rules=(
-        ThresholdRule(check=CheckName.CPU, operator=">", threshold=90,
-                      severity=Severity.WARNING),))
+    sustained = DetectionSettings(
+        rate_window="6s",
+        subquery_step="4s",
+        rules=(
+            ThresholdRule(
+                check=CheckName.CPU,
+                operator=">",
+                threshold=90,
+                severity=Severity.WARNING,
+                duration="5m",
+            ),
+        ),
+    )
+    instant = DetectionSettings(
+        rate_window="6s",
+        rules=(
+            ThresholdRule(
+                check=CheckName.CPU, operator=">", threshold=90, severity=Severity.WARNING
+            ),
+        ),
+    )
     with prom:
         at = datetime.fromtimestamp(prom.backfilled_until, UTC)
         async with PrometheusClient(prom.url) as client:

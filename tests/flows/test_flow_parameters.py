@@ -29,7 +29,6 @@ def test_parameters_validate(flow: Flow, params: dict) -> None:
     assert set(params) <= set(validated)
 
 
-
 def test_remediate_action_parameters_validate() -> None:
     policy = policy_with()
     action = proposal(policy).model_dump(mode="json")

@@ -652,9 +652,14 @@ async def test_listener_reconciles_a_dead_action_run(stack: Stack) -> None:
 
     policy = policy_with()
     action = proposal(policy)
-    run = asyncio.create_task(remediate_action(
-        action=action.model_dump(mode="json"), policy=policy, blocks=stack.names,
-        settings=FAST_SETTINGS))
+    run = asyncio.create_task(
+        remediate_action(
+            action=action.model_dump(mode="json"),
+            policy=policy,
+            blocks=stack.names,
+            settings=FAST_SETTINGS,
+        )
+    )
     [paused] = await eventually(lambda: paused_runs(action.action_id))
     run.cancel()
     with contextlib.suppress(asyncio.CancelledError):
