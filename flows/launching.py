@@ -35,7 +35,7 @@ from tasks.jobs import (
     read_job_output,
     read_job_status,
 )
-from tasks.notify import post_message
+from tasks.notify import post_notice
 from tasks.runners import AnsibleRunner, JobRunner, LocalJobLost
 
 MARKER_KEY = "remediation_action_id"
@@ -84,14 +84,7 @@ class Launcher:
         self.log = get_run_logger()
 
     async def say(self, title: str, text: str, color: int = render.RED) -> None:
-        try:
-            await post_message(
-                self.conns.discord,
-                self.conns.discord_bot.approvals_channel_id,
-                [render.notice_message(title, text, color=color)],
-            )
-        except UpstreamError as exc:
-            self.log.error("Discord post failed: %s", exc)
+        await post_notice(self.conns, render.notice_message(title, text, color=color), self.log)
 
     async def not_run(self, why: str, title: str) -> ActionResult:
         """Nothing ran (or nobody can say what ran): the ledger, Discord and the action's

@@ -31,7 +31,7 @@ from core.records import ActionRecord, ActionStatus, Decision
 from core.report import CycleReport
 from core.selfmetrics import build_metrics, render_text, table_rows
 from tasks.controls import KILL_SWITCH, kill_switch_engaged
-from tasks.notify import post_message
+from tasks.notify import post_notice
 from tasks.selfmetrics import push_metrics, write_metrics_textfile
 
 log = get_logger("remediation.operator")
@@ -97,16 +97,7 @@ class OperatorSettings(BaseModel):
 
 
 async def _post(conns: Any, title: str, text: str, color: int) -> bool:
-    try:
-        await post_message(
-            conns.discord,
-            conns.discord_bot.approvals_channel_id,
-            [render.notice_message(title, text, color=color)],
-        )
-        return True
-    except UpstreamError as exc:
-        log.error("Discord post %r failed: %s", title, exc)
-        return False
+    return await post_notice(conns, render.notice_message(title, text, color=color), log)
 
 
 async def _transition(

@@ -54,7 +54,7 @@ from core.policy import Policy, load_policy
 from core.records import ActionStatus
 from flows.connections import Connections, open_connections
 from flows.settings import ActionSettings
-from tasks.notify import post_message
+from tasks.notify import post_notice
 
 ACTION_FLOW = "remediate-action"
 ACTION_TAG = "remediation-action"
@@ -383,14 +383,7 @@ class Reconciler:
             return None
 
     async def say(self, title: str, text: str, color: int = render.GREY) -> None:
-        try:
-            await post_message(
-                self.conns.discord,
-                self.conns.discord_bot.approvals_channel_id,
-                [render.notice_message(title, text, color=color)],
-            )
-        except UpstreamError as exc:
-            log.error("Discord post failed: %s", exc)
+        await post_notice(self.conns, render.notice_message(title, text, color=color), log)
 
 
 def _state_name(run: FlowRun) -> str:

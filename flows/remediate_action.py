@@ -34,7 +34,7 @@ from flows.execution import ActionResult, carry_out, close_cycle_if_done
 from flows.reconciler import keep_alive
 from flows.settings import ActionSettings
 from tasks.approval import post_approval_request
-from tasks.notify import post_message
+from tasks.notify import post_notice
 
 NEEDED_BLOCKS = ("discord", "ledger", "prometheus", "loki", "claude", "awx", "semaphore")
 ACTION_TAG = "remediation-action"
@@ -221,12 +221,7 @@ class _Approval:
 
 
 async def _say(conns: Connections, embed: Any) -> bool:
-    try:
-        await post_message(conns.discord, conns.discord_bot.approvals_channel_id, [embed])
-        return True
-    except UpstreamError as exc:
-        get_run_logger().error("Discord post failed: %s", exc)
-        return False
+    return await post_notice(conns, embed, get_run_logger())
 
 
 async def _on_failure(flow: Any, run: Any, state: Any) -> None:

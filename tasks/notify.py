@@ -4,11 +4,14 @@ client already honours 429s)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from logging import Logger, LoggerAdapter
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from clients.discord import DiscordClient
+from clients.errors import UpstreamError
 from core.wire import DiscordMessage, Embed
 
 
@@ -17,3 +20,15 @@ async def post_message(
     discord: DiscordClient, channel_id: str, embeds: Sequence[Embed], content: str = ""
 ) -> DiscordMessage:
     return await discord.create_message(channel_id, content=content, embeds=embeds)
+
+
+async def post_notice(conns: Any, embed: Embed, log: Logger | LoggerAdapter[Any]) -> bool:
+    """Post one notice to the approvals channel of `conns` (a flow's connections). A
+    failure is logged, never raised: a notice must not stop what it reports on. True when
+    it was posted."""
+    try:
+        await post_message(conns.discord, conns.discord_bot.approvals_channel_id, [embed])
+        return True
+    except UpstreamError as exc:
+        log.error("Discord post %r failed: %s", embed.title, exc)
+        return False
