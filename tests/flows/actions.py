@@ -48,18 +48,9 @@ def policy_with(
     return {**FAST_POLICY, "catalog": [entry], **overrides}
 
 
-def proposal(
-    policy: dict[str, Any],
-    *,
-    host: str = "web-02",
-    unit: str = "nginx.service",
-    risk: str = "low",
-    cycle_id: str = "cycle-test",
-    key: str = "noop_fix",
-    reason: str = "unit failed; a restart should fix it",
-) -> ProposedAction:
-    checked = load_policy(policy)
-    issue = Issue(
+def failed_unit(host: str = "web-02", unit: str = "nginx.service") -> Issue:
+    """The issue a failed unit raises, as Stage 1 reports it."""
+    return Issue(
         host=host,
         check=CheckName.FAILED_UNIT,
         subject=unit,
@@ -71,6 +62,20 @@ def proposal(
         observed_at=datetime.now(UTC),
         summary=f"Unit failed: {unit}",
     )
+
+
+def proposal(
+    policy: dict[str, Any],
+    *,
+    host: str = "web-02",
+    unit: str = "nginx.service",
+    risk: str = "low",
+    cycle_id: str = "cycle-test",
+    key: str = "noop_fix",
+    reason: str = "unit failed; a restart should fix it",
+) -> ProposedAction:
+    checked = load_policy(policy)
+    issue = failed_unit(host, unit)
     vetted = vet_actions(
         [
             ModelAction(

@@ -18,7 +18,7 @@ from prefect.client.schemas.filters import (
 from sqlalchemy.engine import make_url
 
 from blocks.names import BlockNames
-from core.models import CheckName, Issue, Severity
+from core.models import Issue
 from core.report import CycleReport
 from flows.remediation_cycle import remediation_cycle
 from tests.fixtures.loki_discord import CHANNEL_ID
@@ -76,21 +76,6 @@ def dump(ledger_url: str) -> str:
     with sqlite3.connect(f"file:{db_path(ledger_url)}?mode=ro", uri=True) as conn:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     return json.dumps({t: rows(ledger_url, t) for t in tables}, default=str)
-
-
-def failed_unit(host: str = "web-02", unit: str = "nginx.service") -> Issue:
-    return Issue(
-        host=host,
-        check=CheckName.FAILED_UNIT,
-        subject=unit,
-        severity=Severity.CRITICAL,
-        value=1.0,
-        threshold=1.0,
-        operator="==",
-        labels={"instance": host, "name": unit},
-        observed_at=datetime.now(UTC),
-        summary=f"Unit failed: {unit}",
-    )
 
 
 async def seed_reported_episode(stack: Stack, issue: Issue) -> None:

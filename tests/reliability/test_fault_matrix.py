@@ -65,7 +65,7 @@ from tests.fixtures.anthropic import ANTHROPIC_TEST_KEY
 from tests.fixtures.jobs import AWX_TOKEN, SEMAPHORE_PROJECT, SEMAPHORE_TOKEN, job_templates
 from tests.fixtures.loki_discord import CHANNEL_ID
 from tests.fixtures.stack import FAST_POLICY, FAST_SETTINGS, Stack
-from tests.flows.actions import paused_runs, policy_with, proposal, resume
+from tests.flows.actions import failed_unit, paused_runs, policy_with, proposal, resume
 from tests.flows.helpers import approval_messages, eventually, listener
 from tests.flows.launch_support import approve
 from tests.reliability.stand_ins import (
@@ -80,7 +80,6 @@ from tests.reliability.support import (
     cycle,
     cycle_report_artifact,
     db_path,
-    failed_unit,
     fresh_stack,
     open_fingerprints,
     posts,
