@@ -45,7 +45,7 @@ from core.records import ActionStatus
 from flows.remediate_action import remediate_action
 from tests.e2e.ui_server import UiServer, prefect_ui_server
 from tests.fixtures.loki_discord import CHANNEL_ID
-from tests.fixtures.stack import FAST_SETTINGS, NAMES, Stack, save_blocks
+from tests.fixtures.stack import FAST_SETTINGS, Stack, wire_stack
 from tests.flows.actions import paused_runs, policy_with, proposal
 from tests.flows.helpers import approval_messages, eventually, listener
 
@@ -97,31 +97,11 @@ async def ui_stack(
 ) -> AsyncIterator[Stack]:
     """The sandbox wired as `stack` does, but with every block saved into the UI server,
     and the Prefect client pointed at it for the duration of the test."""
-    awx, semaphore = wired_jobs
-    fleet_reset.loki_url = loki.url
-    ledger_url = f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
-    servers = {
-        "prometheus": prometheus,
-        "loki": loki,
-        "discord": discord,
-        "anthropic": anthropic,
-        "awx": awx,
-        "semaphore": semaphore,
-    }
     with temporary_settings({PREFECT_API_URL: ui_server.api_url}):
         await _drain_prefect_workers()  # a fresh events worker, bound to this server
-        await save_blocks(servers, ledger_url)
         try:
-            yield Stack(
-                names=NAMES,
-                ledger_url=ledger_url,
-                fleet=fleet_reset,
-                prometheus=prometheus,
-                loki=loki,
-                discord=discord,
-                anthropic=anthropic,
-                awx=awx,
-                semaphore=semaphore,
+            yield await wire_stack(
+                prometheus, fleet_reset, loki, discord, anthropic, wired_jobs, tmp_path
             )
         finally:
             # Logs and events reach this server before it stops; later tests get workers
