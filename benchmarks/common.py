@@ -335,3 +335,41 @@ def prefect_api() -> Iterator[str]:
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+NOWHERE = "http://127.0.0.1:9"  # the systems a listener or a paused action never calls
+
+
+async def save_listener_blocks(names: Any, discord_api: str, ledger_url: str) -> None:
+    """Save what a listener and a paused action load: the sandbox Discord and a ledger;
+    the other blocks point nowhere (they are loaded, never called)."""
+    from pydantic import SecretStr
+
+    from blocks import (
+        AwxConnection,
+        ClaudeCredentials,
+        DiscordBot,
+        LedgerDatabase,
+        LokiConnection,
+        PrometheusConnection,
+        SemaphoreConnection,
+    )
+    from tests.fixtures.loki_discord import APPROVER_ROLE_ID, BOT_TOKEN, CHANNEL_ID, GUILD_ID
+
+    await DiscordBot(
+        bot_token=SecretStr(BOT_TOKEN),
+        approvals_channel_id=CHANNEL_ID,
+        guild_id=GUILD_ID,
+        approver_role_ids=[APPROVER_ROLE_ID],
+        api_base_url=discord_api,
+    ).asave(names.discord, overwrite=True)
+    await LedgerDatabase(url=SecretStr(ledger_url)).asave(names.ledger, overwrite=True)
+    await PrometheusConnection(url=NOWHERE).asave(names.prometheus, overwrite=True)
+    await LokiConnection(url=NOWHERE).asave(names.loki, overwrite=True)
+    await ClaudeCredentials(api_key=SecretStr("unused"), base_url=NOWHERE).asave(
+        names.claude, overwrite=True
+    )
+    await AwxConnection(url=NOWHERE, token=SecretStr("unused")).asave(names.awx, overwrite=True)
+    await SemaphoreConnection(url=NOWHERE, api_token=SecretStr("unused"), project_id=1).asave(
+        names.semaphore, overwrite=True
+    )

@@ -39,9 +39,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Run, alternate, compare, log, mib, prefect_api, proc_status, stats
+from benchmarks.common import (
+    Run,
+    alternate,
+    compare,
+    log,
+    mib,
+    prefect_api,
+    proc_status,
+    save_listener_blocks,
+    stats,
+)
 
-UNUSED = "http://127.0.0.1:9"  # systems a paused action never calls
 SETTINGS = {"pause_poll_seconds": 2.0, "pause_grace_seconds": 600}
 IDLE_SCRIPT = (
     "import sys, time\n"
@@ -83,38 +92,9 @@ def names(prefix: str) -> Any:
 
 
 async def save_blocks(discord_api: str, ledgers: dict[str, str]) -> None:
-    from pydantic import SecretStr
-
-    from blocks import (
-        AwxConnection,
-        ClaudeCredentials,
-        DiscordBot,
-        LedgerDatabase,
-        LokiConnection,
-        PrometheusConnection,
-        SemaphoreConnection,
-    )
-    from tests.fixtures.loki_discord import APPROVER_ROLE_ID, BOT_TOKEN, CHANNEL_ID, GUILD_ID
-
-    n = names("x")
-    await DiscordBot(
-        bot_token=SecretStr(BOT_TOKEN),
-        approvals_channel_id=CHANNEL_ID,
-        guild_id=GUILD_ID,
-        approver_role_ids=[APPROVER_ROLE_ID],
-        api_base_url=discord_api,
-    ).asave(n.discord, overwrite=True)
+    """One set of listener blocks per ledger (they differ only in the ledger block)."""
     for prefix, url in ledgers.items():
-        await LedgerDatabase(url=SecretStr(url)).asave(names(prefix).ledger, overwrite=True)
-    await PrometheusConnection(url=UNUSED).asave(n.prometheus, overwrite=True)
-    await LokiConnection(url=UNUSED).asave(n.loki, overwrite=True)
-    await ClaudeCredentials(api_key=SecretStr("unused"), base_url=UNUSED).asave(
-        n.claude, overwrite=True
-    )
-    await AwxConnection(url=UNUSED, token=SecretStr("unused")).asave(n.awx, overwrite=True)
-    await SemaphoreConnection(url=UNUSED, api_token=SecretStr("unused"), project_id=1).asave(
-        n.semaphore, overwrite=True
-    )
+        await save_listener_blocks(names(prefix), discord_api, url)
 
 
 def actions(policy: dict[str, Any], n: int) -> list[Any]:

@@ -48,17 +48,8 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.objects import StateType  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
 
-from blocks import (  # noqa: E402
-    AwxConnection,
-    ClaudeCredentials,
-    DiscordBot,
-    LedgerDatabase,
-    LokiConnection,
-    PrometheusConnection,
-    SemaphoreConnection,
-)
+from benchmarks.common import save_listener_blocks  # noqa: E402
 from blocks.names import BlockNames  # noqa: E402
 from clients.ledger import Ledger  # noqa: E402
 from core.analysis import ModelAction  # noqa: E402
@@ -69,10 +60,7 @@ from flows.approval_listener import run_listener  # noqa: E402
 from flows.listener_settings import ListenerSettings  # noqa: E402
 from flows.remediate_action import remediate_action  # noqa: E402
 from tests.fixtures.loki_discord import (  # noqa: E402
-    APPROVER_ROLE_ID,
-    BOT_TOKEN,
     CHANNEL_ID,
-    GUILD_ID,
     make_discord_server,
 )
 
@@ -99,27 +87,6 @@ POLICY: dict[str, Any] = {
     "cooldown_seconds": 0,
 }
 SETTINGS = {"pause_poll_seconds": PAUSE_POLL, "pause_grace_seconds": 600}
-UNUSED = "http://127.0.0.1:9"  # systems a rejected action never calls
-
-
-async def save_blocks(discord_api: str, ledger_url: str) -> None:
-    await DiscordBot(
-        bot_token=SecretStr(BOT_TOKEN),
-        approvals_channel_id=CHANNEL_ID,
-        guild_id=GUILD_ID,
-        approver_role_ids=[APPROVER_ROLE_ID],
-        api_base_url=discord_api,
-    ).asave(NAMES.discord, overwrite=True)
-    await LedgerDatabase(url=SecretStr(ledger_url)).asave(NAMES.ledger, overwrite=True)
-    await PrometheusConnection(url=UNUSED).asave(NAMES.prometheus, overwrite=True)
-    await LokiConnection(url=UNUSED).asave(NAMES.loki, overwrite=True)
-    await ClaudeCredentials(api_key=SecretStr("unused"), base_url=UNUSED).asave(
-        NAMES.claude, overwrite=True
-    )
-    await AwxConnection(url=UNUSED, token=SecretStr("unused")).asave(NAMES.awx, overwrite=True)
-    await SemaphoreConnection(url=UNUSED, api_token=SecretStr("unused"), project_id=1).asave(
-        NAMES.semaphore, overwrite=True
-    )
 
 
 def proposal(n: int) -> ProposedAction:
@@ -238,7 +205,7 @@ async def main_async(fast: int, slow: int) -> dict[str, Any]:
     discord.start()
     workdir = Path(tempfile.mkdtemp(prefix="listener-latency-"))
     ledger_url = f"sqlite+aiosqlite:///{workdir}/ledger.db"
-    await save_blocks(discord.api_base, ledger_url)
+    await save_listener_blocks(NAMES, discord.api_base, ledger_url)
     order = _interleave(fast, slow)
     samples = []
     async with Ledger(ledger_url) as ledger:
