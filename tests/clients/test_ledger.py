@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,19 +28,6 @@ def issue(
     return Issue(
         host=host, check=check, subject=subject, severity=Severity.CRITICAL, observed_at=T0
     )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-async def ledger(ledger_url: str) -> AsyncIterator[Ledger]:
-    async with Ledger(ledger_url) as led:
-        yield led
 
 
 async def test_schema_created_on_first_use(ledger: Ledger) -> None:

@@ -3,9 +3,7 @@ actions) and the facts the self-metrics read — on SQLite and on a real Postgre
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -20,19 +18,6 @@ T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 WINDOW = 24 * H  # the policy's attempt window
 TTL = timedelta(hours=6)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-async def ledger(ledger_url: str) -> AsyncIterator[Ledger]:
-    async with Ledger(ledger_url) as led:
-        yield led
 
 
 def issue(host: str) -> Issue:
