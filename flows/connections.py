@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
@@ -99,14 +100,37 @@ class Connections:
         await self.aclose()
 
 
+# Loads in flight, per event loop: concurrent runs in one process (inline dispatch of a
+# cycle's actions) share one load of each block instead of one each. Loading a block costs
+# about 60 ms of CPU between client and server, so five actions starting together spent
+# 1.6 s loading the same seven blocks. Nothing is kept once a load ends: a block edited
+# later is read afresh.
+_in_flight: dict[tuple[int, type, str], asyncio.Future[Any]] = {}
+
+
+async def _load_shared(cls: type, name: str, field_name: str) -> Any:
+    key = (id(asyncio.get_running_loop()), cls, name)
+    future = _in_flight.get(key)
+    if future is None:
+        future = asyncio.ensure_future(load_block(cls, name, field_name))
+        _in_flight[key] = future
+        future.add_done_callback(lambda _: _in_flight.pop(key, None))
+    return await asyncio.shield(future)
+
+
 async def open_connections(names: BlockNames, needed: tuple[str, ...]) -> Connections:
-    """Load the named blocks (a missing one is a ConfigError naming its field)."""
+    """Load the named blocks, all at once (one API round trip of wall time instead of
+    one per block); a missing one is a ConfigError naming its field, the first in
+    `needed` order when several are."""
+    fields = [f for f in needed if getattr(names, f) is not None]
+    loaded = await asyncio.gather(
+        *(_load_shared(_BLOCKS[f], getattr(names, f), f) for f in fields),
+        return_exceptions=True,
+    )
     conns = Connections()
-    for field_name in needed:
-        name = getattr(names, field_name)
-        if name is None:
-            continue
-        block = await load_block(_BLOCKS[field_name], name, field_name)
+    for field_name, block in zip(fields, loaded, strict=True):
+        if isinstance(block, BaseException):
+            raise block
         conns.blocks[field_name] = block
         conns.secrets.extend(secret_values(block))
     return conns
