@@ -161,7 +161,9 @@ async def test_recheck_queries_read_real_data_for_every_check(stack: Stack) -> N
         answers = {name: await stack.query(expr) for name, expr in queries.items()}
         r = evaluate_recheck(issue, settings, answers)
         assert r.still_breaching is False, (check, r.detail, queries)
-        assert 4 <= r.data_points <= 8, (check, r.data_points)
+        # about 6; a scrape the busy test process answers late is skipped by Prometheus
+        # (it never overlaps scrapes of one target), so fewer, never none
+        assert 2 <= r.data_points <= 8, (check, r.data_points)
 
 
 async def test_recheck_of_a_host_that_went_down_has_no_data(stack: Stack) -> None:
