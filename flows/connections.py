@@ -109,9 +109,10 @@ _in_flight: dict[tuple[int, type, str], asyncio.Future[Any]] = {}
 
 
 async def _load_shared(cls: type, name: str, field_name: str) -> Any:
-    key = (id(asyncio.get_running_loop()), cls, name)
+    loop = asyncio.get_running_loop()
+    key = (id(loop), cls, name)
     future = _in_flight.get(key)
-    if future is None:
+    if future is None or future.get_loop() is not loop:  # (a closed loop's id, reused)
         future = asyncio.ensure_future(load_block(cls, name, field_name))
         _in_flight[key] = future
         future.add_done_callback(lambda _: _in_flight.pop(key, None))
