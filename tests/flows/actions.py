@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,9 +114,21 @@ async def paused_runs(action_id: str | None = None) -> list[FlowRun]:
 
 
 async def resume(run_id: Any, decision: str, comment: str = "") -> str:
-    """Resume as the Prefect UI does (POST /flow_runs/{id}/resume); returns the status."""
+    """Resume as the Prefect UI does (POST /flow_runs/{id}/resume); returns the status.
+
+    A run seen PAUSED may not have stored its form yet: Prefect answers REJECT "schema
+    not found" until it has (a person would try again). That answer is retried for up to
+    30 s; any other is returned."""
+    deadline = time.monotonic() + 30
     async with get_client() as client:
-        answer = await client.resume_flow_run(
-            run_id, run_input={"decision": decision, "comment": comment}
-        )
-    return str(answer.status.value)
+        while True:
+            answer = await client.resume_flow_run(
+                run_id, run_input={"decision": decision, "comment": comment}
+            )
+            status = str(answer.status.value)
+            reason = str(getattr(answer.details, "reason", "") or "")
+            if status != "REJECT" or "schema not found" not in reason.lower():
+                return status
+            if time.monotonic() > deadline:
+                return status
+            await asyncio.sleep(0.2)
