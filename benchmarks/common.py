@@ -19,7 +19,6 @@ import json
 import math
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from sandbox.demo_procs import Child, Processes, wait_for  # noqa: E402
+from sandbox.http import free_port  # noqa: E402
 
 
 # --- statistics -----------------------------------------------------------------------
@@ -214,10 +214,6 @@ class Run:
 
 
 # --- a Prefect server -------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prefect_server_env(home: Path, port: int) -> dict[str, str]:

@@ -28,6 +28,14 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, Field
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on right now (for processes that need a port
+    given up front: Prometheus, PostgreSQL, a Prefect server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @dataclass
 class Request:
     """One HTTP request as the server received it."""

@@ -30,7 +30,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -43,6 +42,7 @@ import yaml
 
 from sandbox.fleet import Fleet
 from sandbox.fleet_state import HostState
+from sandbox.http import free_port
 from sandbox.prometheus_backfill import Segment, backfill_blocks
 from sandbox.prometheus_config import (
     JOB,
@@ -64,12 +64,6 @@ __all__ = [
 
 class PrometheusStartError(RuntimeError):
     """Prometheus exited or did not become ready in time; carries its log tail."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PrometheusServer:
@@ -232,7 +226,7 @@ class PrometheusServer:
         return self.query_value(f"count(count_over_time({up}[{window_ms}ms]) >= {scrapes})")
 
     def _launch(self, binary: str, config: Path) -> float:
-        self.port = _free_port()
+        self.port = free_port()
         args = [
             binary,
             f"--config.file={config}",

@@ -11,19 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
 from sandbox.demo import run_demo
 from sandbox.demo_profile import PROFILES
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from sandbox.http import free_port
 
 
 def alive(pid: int) -> bool:

@@ -7,7 +7,6 @@ host (and the global cap) at a time."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from clients.jobs_common import has_marker
 from core.records import ActionStatus
 from flows.launching import MARKER_KEY
 from sandbox.awx import AwxServer
+from sandbox.http import free_port
 from sandbox.jobs import JobTemplate, Phase, Script
 from tests.fixtures.jobs import AWX_TOKEN, job_templates
 from tests.fixtures.stack import Stack
@@ -150,16 +150,10 @@ async def test_a_launch_whose_answer_is_lost_is_found_by_marker_and_never_relaun
     assert embeds(stack, "❓") == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_a_refused_connection_is_retried_because_the_request_never_left(
     stack: Stack,
 ) -> None:
-    port = _free_port()  # nothing listens here yet: connecting is refused
+    port = free_port()  # nothing listens here yet: connecting is refused
     await AwxConnection(url=f"http://127.0.0.1:{port}", token=AWX_TOKEN, timeout_seconds=5).asave(
         stack.names.awx, overwrite=True
     )

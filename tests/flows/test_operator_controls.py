@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -37,6 +36,7 @@ from flows.operator_controls import OperatorSettings
 from flows.remediation_cycle import remediation_cycle
 from flows.retention import prune_ledger
 from flows.watchdog import remediation_watchdog
+from sandbox.http import free_port
 from tasks.controls import set_kill_switch
 from tasks.selfmetrics import push_metrics
 from tests.fixtures.loki_discord import CHANNEL_ID
@@ -376,19 +376,13 @@ def test_operator_settings_refuse_a_bad_textfile_or_credentials_in_the_url() -> 
     assert OperatorSettings(pushgateway_url="http://pushgateway:9091").pushgateway_url
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def pushgateway() -> Iterator[str]:
     """Debian's prometheus-pushgateway on a free loopback port."""
     binary = shutil.which("prometheus-pushgateway")
     if binary is None:
         pytest.fail("prometheus-pushgateway is not installed: `make test` installs it")
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     proc = subprocess.Popen(
         [binary, f"--web.listen-address={url.removeprefix('http://')}"],
         stdout=subprocess.DEVNULL,
