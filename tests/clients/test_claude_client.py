@@ -116,18 +116,24 @@ def test_default_model_is_a_current_sonnet_of_the_installed_sdk() -> None:
     assert "sonnet" in DEFAULT_MODEL
 
 
-@pytest.mark.parametrize("model", [DEFAULT_MODEL, "claude-sonnet-4-5"])
+# An id the project never uses, entered in the installed SDK's own deprecation table for
+# one test: it proves the harness below catches a deprecated default on any SDK version,
+# without depending on which real ids a given release still lists.
+DEPRECATED_STAND_IN = "claude-test-deprecated-0-1"
+
+
+@pytest.mark.parametrize("model", [DEFAULT_MODEL, DEPRECATED_STAND_IN])
 async def test_the_sdk_does_not_warn_about_the_default_model(
-    anthropic: AnthropicServer, model: str
+    anthropic: AnthropicServer, model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The deprecated id proves this harness would catch a deprecated default.
+    monkeypatch.setitem(DEPRECATED_MODELS, DEPRECATED_STAND_IN, "2020-01-01")
     async with client_for(anthropic, model=model) as claude:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             if model == DEFAULT_MODEL:
                 await claude.create(system="s", messages=USER)
             else:
-                with pytest.raises(DeprecationWarning):
+                with pytest.raises(DeprecationWarning, match=DEPRECATED_STAND_IN):
                     await claude.create(system="s", messages=USER)
 
 
