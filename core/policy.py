@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from core.catalog import DEFAULT_CATALOG, CatalogEntry
 from core.checks import DetectionSettings
@@ -59,16 +59,57 @@ class MaintenanceWindow(Frozen):
     """Hosts on which no action is proposed for a while (issues are still reported).
 
     Either a one-off window (`start`/`end`, ISO 8601 with zone) or a weekly recurring
-    one (`weekdays` 0=Monday, `start_time`/`end_time` "HH:MM" in UTC)."""
+    one (`weekdays` 0=Monday, `start_time`/`end_time` "HH:MM" in UTC). A weekly window
+    belongs to the day it starts on: with `end_time` at or before `start_time` it runs
+    past midnight into the next day (Monday 23:00-01:00 covers Monday 23:00-24:00 and
+    Tuesday 00:00-01:00), and equal times mean 24 hours (00:00-00:00: the whole day)."""
 
     name: str
     hosts: list[str] = Field(default_factory=list)
     host_regex: str | None = None
-    start: str | None = None
-    end: str | None = None
-    weekdays: list[int] = Field(default_factory=list)
-    start_time: str | None = None
-    end_time: str | None = None
+    start: str | None = Field(default=None, description="One-off: ISO 8601 with a zone.")
+    end: str | None = Field(default=None, description="One-off: ISO 8601, after `start`.")
+    weekdays: list[int] = Field(
+        default_factory=list,
+        description="Weekly: the days a window STARTS on, 0 (Monday) to 6 (Sunday); "
+        "empty: every day. A window crossing midnight runs into the next day: "
+        "[0] with 23:00-01:00 covers Tuesday 00:30, not Monday 00:30.",
+    )
+    start_time: str | None = Field(
+        default=None, description='Weekly: "HH:MM" UTC, when the window opens (inclusive).'
+    )
+    end_time: str | None = Field(
+        default=None,
+        description='Weekly: "HH:MM" UTC, when it closes (exclusive); at or before '
+        "`start_time`: on the next day (equal: 24 hours after it opened).",
+    )
+
+    @field_validator("start", "end")
+    @classmethod
+    def _zoned(cls, value: str | None) -> str | None:
+        if value is not None and datetime.fromisoformat(value).tzinfo is None:
+            raise ValueError(f"{value!r} needs a time zone")
+        return value
+
+    @field_validator("start_time", "end_time")
+    @classmethod
+    def _utc_time(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parsed = time.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f'{value!r} is not a UTC time "HH:MM" ({exc})') from exc
+        if parsed.tzinfo is not None:  # compared with UTC wall-clock time: no zone here
+            raise ValueError(f'{value!r}: weekly times are UTC "HH:MM", without a zone')
+        return value
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, value: list[int]) -> list[int]:
+        if any(d not in range(7) for d in value):
+            raise ValueError("weekdays are 0 (Monday) to 6 (Sunday)")
+        return value
 
     @model_validator(mode="after")
     def _one_kind(self) -> MaintenanceWindow:
@@ -77,14 +118,11 @@ class MaintenanceWindow(Frozen):
         if one_off == weekly:
             raise ValueError("give either start/end or start_time/end_time (weekly)")
         if one_off:
-            for v in (self.start, self.end):
-                if datetime.fromisoformat(v).tzinfo is None:
-                    raise ValueError("start and end need a time zone")
-        else:
-            for v in (self.start_time, self.end_time):
-                time.fromisoformat(v)
-        if any(d not in range(7) for d in self.weekdays):
-            raise ValueError("weekdays are 0 (Monday) to 6 (Sunday)")
+            assert self.start is not None and self.end is not None
+            if datetime.fromisoformat(self.end) <= datetime.fromisoformat(self.start):
+                raise ValueError("end must be after start")
+            if self.weekdays:
+                raise ValueError("weekdays apply to a weekly window (start_time/end_time) only")
         return self
 
     def applies_to(self, host: str) -> bool:
@@ -93,15 +131,21 @@ class MaintenanceWindow(Frozen):
     def active(self, now: datetime) -> bool:
         if self.start is not None and self.end is not None:
             return datetime.fromisoformat(self.start) <= now < datetime.fromisoformat(self.end)
+        assert self.start_time is not None and self.end_time is not None
         now = now.astimezone(UTC)
-        if self.weekdays and now.weekday() not in self.weekdays:
-            return False
-        start, end, t = (
-            time.fromisoformat(self.start_time),
-            time.fromisoformat(self.end_time),
-            now.time(),
-        )
-        return start <= t < end if start <= end else (t >= start or t < end)
+        opens, closes = time.fromisoformat(self.start_time), time.fromisoformat(self.end_time)
+        length = datetime.combine(now.date(), closes) - datetime.combine(now.date(), opens)
+        if length <= timedelta(0):  # crosses midnight (equal times: a whole 24 hours)
+            length += timedelta(days=1)
+        # The occurrences that could hold `now`: today's, and yesterday's running on.
+        for back in (0, 1):
+            day = now.date() - timedelta(days=back)
+            if self.weekdays and day.weekday() not in self.weekdays:
+                continue
+            start = datetime.combine(day, opens, UTC)
+            if start <= now < start + length:
+                return True
+        return False
 
     def covers(self, host: str, now: datetime) -> bool:
         return self.applies_to(host) and self.active(now)
