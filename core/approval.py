@@ -11,12 +11,13 @@ reminder, and `outcome_text` is what the approval message is edited to show.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
+from core.fallback import degrades
 from core.models import Frozen
+from core.params import code_span, parameters_json, value_text
 from core.policy import RiskLevel
 from core.records import Decision, Vote
 from core.render import quoted
@@ -62,6 +63,7 @@ def _history(records: Sequence[AttemptRecord]) -> str:
     return "\n".join(f"{r.at:%Y-%m-%d %H:%M} UTC: {r.outcome}" for r in records[-5:])
 
 
+@degrades("approval request", "embed")
 def approval_embed(
     action: ProposedAction,
     level: RiskLevel,
@@ -81,7 +83,7 @@ def approval_embed(
         EmbedField(name="Host", value=f"`{action.host}`", inline=True),
         EmbedField(name="Risk", value=f"{level.emoji} {action.risk.value}{quorum}", inline=True),
         EmbedField(name="Action", value=f"`{action.catalog_key}`", inline=True),
-        EmbedField(name="Parameters", value=quoted(json.dumps(action.parameters), 900)),
+        EmbedField(name="Parameters", value=quoted(parameters_json(action.parameters), 900)),
         EmbedField(name="Issue and evidence", value=_evidence(action)),
         EmbedField(name="Reason (Claude)", value=quoted(action.reason or "-", 900)),
         EmbedField(name="Expected outcome", value=quoted(action.expected_outcome or "-", 900)),
@@ -104,11 +106,18 @@ def approval_embed(
     )
 
 
+@degrades("approval form", "markdown")
 def approval_markdown(
     action: ProposedAction, level: RiskLevel, *, deadline: datetime, ui_allowed: bool
 ) -> str:
     """The Prefect resume form's description (Markdown)."""
-    params = "\n".join(f"  - `{k}`: `{v}`" for k, v in action.parameters.items()) or "  - none"
+    params = (
+        "\n".join(
+            f"  - {code_span(k)}: {code_span(value_text(v), 20000)}"
+            for k, v in action.parameters.items()
+        )
+        or "  - none"
+    )
     issues = "\n".join(f"- {i.summary or i.fingerprint}" for i in action.issues[:10])
     ui_note = (
         "An approval here is sufficient."
@@ -322,6 +331,7 @@ def reminder_due(
     return (deadline - now).total_seconds() <= lead
 
 
+@degrades("approval reminder", "embed")
 def reminder_embed(
     action: ProposedAction,
     level: RiskLevel,

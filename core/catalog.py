@@ -4,6 +4,11 @@ Parameters are described by a deliberately small schema language (`ParamSpec`), 
 validation lives here in pure code: types, enums, regex patterns and bounds, no extra
 keys, and `from_subject` binding a value to the subject of an issue the action addresses
 (a unit restart may only name the unit that actually failed).
+
+Which issues an action addresses follows from the entry (`core.vetting` applies it): a
+`from_subject` parameter selects the issues whose subject is its value; an entry marked
+`addresses_all_on_host` (a reboot) claims every issue of its checks on the host; any other
+entry addresses the issues its fingerprints name.
 """
 
 from __future__ import annotations
@@ -119,6 +124,11 @@ class CatalogEntry(Frozen):
     addresses: list[CheckName] = Field(
         default_factory=lambda: list(CheckName), description="Checks this action can fix."
     )
+    addresses_all_on_host: bool = Field(
+        default=False,
+        description="By its nature it fixes every issue of its checks on the host (a "
+        "reboot), so it claims them all; never with a from_subject parameter.",
+    )
     targets: TargetScope = Field(default_factory=TargetScope)
     max_job_seconds: int = Field(default=900, ge=10, le=24 * 3600)
     deadline_default_may_run: bool = Field(
@@ -141,7 +151,18 @@ class CatalogEntry(Frozen):
         for name in self.parameters:
             if not KEY.match(name):
                 raise ValueError(f"parameter name {name!r} is not a lower-case identifier")
+        bound = self.subject_parameters
+        if self.addresses_all_on_host and bound:
+            # One touches a named subject, the other claims the whole host: contradictory.
+            raise ValueError(
+                f"addresses_all_on_host cannot be combined with from_subject parameter {bound[0]!r}"
+            )
         return self
+
+    @property
+    def subject_parameters(self) -> list[str]:
+        """The parameters bound to the subject of an addressed issue."""
+        return [n for n, p in self.parameters.items() if p.from_subject]
 
     @property
     def template(self) -> str:
@@ -240,6 +261,7 @@ DEFAULT_CATALOG: tuple[CatalogEntry, ...] = (
         max_job_seconds=900,
         deadline_default_may_run=False,
         addresses=[CheckName.CPU, CheckName.MEMORY, CheckName.IO_PRESSURE, CheckName.FAILED_UNIT],
+        addresses_all_on_host=True,  # a reboot clears load and restarts every unit
     ),
     CatalogEntry(
         key="fence_database",

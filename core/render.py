@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.analysis import ManualIssue
+from core.fallback import degrades
 from core.models import Issue
+from core.params import code_span, parameters_inline
 from core.vetting import ProposedAction
 from core.wire import Embed, EmbedField
 
@@ -30,6 +32,7 @@ def _chunks(items: Sequence, size: int) -> list[Sequence]:
     return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
 
 
+@degrades("manual-issues message", "embeds")
 def manual_issues_message(manual: Sequence[ManualIssue], *, cycle_id: str) -> list[Embed]:
     """One message listing every manual issue (several embeds when there are many)."""
     embeds = []
@@ -62,21 +65,28 @@ def manual_issues_message(manual: Sequence[ManualIssue], *, cycle_id: str) -> li
     return embeds[:10]
 
 
+@degrades("cycle summary", "embed")
 def summary_message(summary: str, actions: Sequence[ProposedAction], *, cycle_id: str) -> Embed:
-    """The chart's "Post Summary": sent before dispatch when there is more than one action."""
-    lines = [
-        f"{i}. `{a.catalog_key}` on **{a.host}** — risk {a.risk.value}"
-        + (f" ({', '.join(a.parameters.values())})" if a.parameters else "")
-        for i, a in enumerate(actions, 1)
-    ]
+    """The chart's "Post Summary": sent before dispatch when there is more than one action.
+    Parameters of every catalog type are shown by `core.params`, as data in code spans."""
+    text = quoted(summary, 1500) if summary else ""
+    for i, a in enumerate(actions, 1):
+        line = f"{i}. `{a.catalog_key}` on **{a.host}** — risk {a.risk.value}"
+        if a.parameters:
+            line += f" ({code_span(parameters_inline(a.parameters), 120)})"
+        if len(text) + len(line) + 80 > 4096:  # the rest is counted, never cut silently
+            text += f"… and {len(actions) - i + 1} more (each is asked for below)"
+            break
+        text += line + "\n"
     return Embed(
         title=f"📊 {len(actions)} remediation actions proposed",
-        description=(quoted(summary, 1500) if summary else "") + "\n".join(lines),
+        description=text.rstrip("\n"),
         color=BLUE,
         footer=f"cycle {cycle_id} · each action is approved separately below",
     )
 
 
+@degrades("analysis-unavailable message", "embeds")
 def analysis_unavailable_message(
     issues: Sequence[Issue], *, reason: str, excerpt: str, cycle_id: str
 ) -> list[Embed]:

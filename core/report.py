@@ -8,7 +8,9 @@ from typing import Any
 
 from pydantic import Field
 
+from core.fallback import degrades
 from core.models import Frozen, Issue
+from core.params import code_span, parameters_json
 from core.wire import TokenUsage
 
 
@@ -67,6 +69,7 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+@degrades("cycle report", "markdown")
 def cycle_markdown(r: CycleReport) -> str:
     """The cycle report as Markdown (a Prefect artifact)."""
     lines = [
@@ -103,7 +106,8 @@ def cycle_markdown(r: CycleReport) -> str:
         for a in r.actions:
             dispatched = "yes" if a.dispatched else (a.dispatch_error or "no")
             lines.append(
-                f"| `{a.catalog_key}` | {_cell(a.host)} | {_cell(a.parameters)} | "
+                f"| `{a.catalog_key}` | {_cell(a.host)} | "
+                f"{_cell(code_span(parameters_json(a.parameters), 20000))} | "
                 f"{a.risk} | {_cell(a.policy)} | {_cell(dispatched)} |"
             )
     lines += [

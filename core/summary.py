@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
+from core.fallback import degrades
 from core.models import Issue
 from core.policy import Policy
 from core.records import ActionRecord
@@ -53,6 +54,7 @@ def cycle_summary_rows(
     return rows
 
 
+@degrades("workflow-complete summary", "embed")
 def cycle_summary_embed(cycle_id: str, rows: Sequence[Mapping[str, str]]) -> Embed:
     fields = [
         EmbedField(
@@ -78,6 +80,7 @@ def cycle_summary_embed(cycle_id: str, rows: Sequence[Mapping[str, str]]) -> Emb
     )
 
 
+@degrades("workflow-complete summary", "markdown")
 def cycle_summary_markdown(cycle_id: str, rows: Sequence[Mapping[str, str]]) -> str:
     head = (
         "| action | host | status | decision | job | verdict | decided in (s) | job (s) "
@@ -123,6 +126,7 @@ def _window_text(seconds: int) -> str:
     return f"{seconds} s"
 
 
+@degrades("escalation", "embed")
 def escalation_embed(
     issue: Issue, history: Sequence[AttemptDetail], policy: Policy, *, cycle_id: str
 ) -> Embed:

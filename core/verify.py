@@ -14,6 +14,10 @@ ended (the window is `job end → now`, never earlier):
 
 Missing data is never a success: an unknown part makes the whole re-check unknown, and
 an unknown re-check can never be `effective`.
+
+An action is re-checked on exactly the issues it addresses (`ProposedAction.issues`,
+bound by `core.vetting` to what the job touches) — never on other issues of its host or
+its check, and never on none (that is unknown, not "all cleared").
 """
 
 from __future__ import annotations
@@ -194,7 +198,9 @@ def evaluate_recheck(
 
 def combine_rechecks(rechecks: Sequence[Recheck]) -> Recheck:
     """One view over several addressed issues: breaching if any is, cleared only if all
-    are cleared with data, otherwise unknown."""
+    are cleared with data, otherwise unknown (also when there is nothing to combine)."""
+    if not rechecks:
+        return Recheck(fingerprint="", detail="no addressed issue to re-check")
     if len(rechecks) == 1:
         return rechecks[0]
     any_breach = any(r.still_breaching for r in rechecks)
@@ -205,6 +211,26 @@ def combine_rechecks(rechecks: Sequence[Recheck]) -> Recheck:
         data_points=min((r.data_points for r in rechecks), default=0),
         detail="; ".join(f"{r.fingerprint}: {r.detail}" for r in rechecks),
         parts=tuple(rechecks),
+    )
+
+
+def action_recheck(
+    action: ProposedAction,
+    settings: DetectionSettings,
+    answers: Mapping[str, tuple[Mapping[str, Sequence[Sample]], Sequence[str]]],
+) -> Recheck:
+    """The re-check of the action's own issues, from `answers` (per fingerprint: the
+    samples of `recheck_queries` and any query errors). Answers for other issues are
+    ignored; an addressed issue without one is unknown."""
+    return combine_rechecks(
+        [
+            evaluate_recheck(
+                issue,
+                settings,
+                *answers.get(issue.fingerprint, ({}, ["no re-check answer for this issue"])),
+            )
+            for issue in action.issues
+        ]
     )
 
 

@@ -1,11 +1,29 @@
 """Claude proposes, policy disposes: every proposed action is vetted here.
 
 An action survives only if its catalog key exists, its parameters are valid for the
-entry (bound to the subjects of the issues it addresses), its host has a current issue,
-is inside the entry's target scope, is not protected or in maintenance, its issues are
-not in cooldown or out of attempts, and the cycle, host and approval-capacity limits
-allow it. Its risk is never below the catalog's floor. Every rejected action becomes a
-manual issue that says why.
+entry, its host has a current issue the entry addresses, is inside the entry's target
+scope, is not protected or in maintenance, its issues are not in cooldown or out of
+attempts, and the cycle, host and approval-capacity limits allow it. Its risk is never
+below the catalog's floor. Every rejected action becomes a manual issue that says why.
+
+Which issues an action addresses is derived from what it will touch, never from every
+issue of the entry's checks on the host. The candidates are the host's current issues
+of the entry's checks (`addresses`); of those the action addresses:
+
+1. with a `from_subject` parameter given: the issues whose subject equals its value (a
+   restart of `webapp.service` addresses that unit's failed and/or inactive issue,
+   never `fail2ban.service`'s). Fingerprints the model gives must be among them: any
+   other is a rejection, "fingerprints disagree with the parameters", naming both sides.
+   Naming only some of them is fine: the action still touches, and is verified on, all.
+2. for an entry marked `addresses_all_on_host` (a reboot): every candidate. Fingerprints,
+   if given, must be candidates ("fingerprints disagree with the entry" otherwise).
+3. for any other entry: the fingerprints the model gives (each must be a candidate);
+   without fingerprints, the only candidate when there is exactly one, and when there
+   are several a rejection as ambiguous that asks for fingerprints — guessing would
+   claim, and verify on, issues the job may not touch.
+
+Fingerprints that are not current issues of the host are rejected before any of this.
+Two approved actions never share an issue: the later one is a duplicate.
 """
 
 from __future__ import annotations
@@ -17,10 +35,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from core.analysis import ManualIssue, ModelAction
-from core.catalog import Runner
+from core.catalog import CatalogEntry, Runner
 from core.models import Frozen, Issue, Risk
 from core.policy import Policy
 
@@ -52,6 +70,19 @@ class ProposedAction(Frozen):
     policy_hash: str
     proposed_at: datetime
     notes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _bound(self) -> ProposedAction:
+        # Verification re-checks `issues`, the ledger records `fingerprints`: they must
+        # be one and the same set, on this host, and never empty (nothing to verify on
+        # would read as "all cleared").
+        if not self.issues:
+            raise ValueError("an action addresses at least one issue")
+        if self.fingerprints != [i.fingerprint for i in self.issues]:
+            raise ValueError("fingerprints must be those of its issues, in order")
+        if any(i.host != self.host for i in self.issues):
+            raise ValueError(f"issues of another host than {self.host!r}")
+        return self
 
 
 class RejectedAction(Frozen):
@@ -110,6 +141,60 @@ def _attempt_block(
     return None
 
 
+def _listed(fps: Sequence[str], limit: int = 10) -> str:
+    shown = list(fps[:limit])
+    return f"{shown}" + (f" and {len(fps) - limit} more" if len(fps) > limit else "")
+
+
+def _outside(entry: CatalogEntry, named: Sequence[str], candidates: Sequence[Issue]) -> str | None:
+    """The rejection when fingerprints name issues the entry does not address."""
+    own = {i.fingerprint for i in candidates}
+    outside = [fp for fp in named if fp not in own]
+    if not outside:
+        return None
+    checks = ", ".join(c.value for c in entry.addresses)
+    return (
+        f"fingerprints disagree with the entry: {entry.key!r} does not address "
+        f"{_listed(outside)} (it addresses {checks})"
+    )
+
+
+def _addressed(
+    action: ModelAction, entry: CatalogEntry, candidates: Sequence[Issue]
+) -> tuple[str | None, list[Issue]]:
+    """The issues the action addresses, by the rules of the module docstring."""
+    named = list(dict.fromkeys(action.fingerprints))
+    params = action.parameters
+    bound = {n: params[n] for n in entry.subject_parameters if n in params}
+    if bound:
+        values = set(bound.values())
+        addressed = [i for i in candidates if i.subject in values]
+        own = [i.fingerprint for i in addressed]
+        other = [fp for fp in named if fp not in own]
+        if other:
+            pointing = ", ".join(f"{n}={v!r}" for n, v in bound.items())
+            return (
+                f"fingerprints disagree with the parameters: {pointing} points at "
+                f"{_listed(own)}, but the fingerprints name {_listed(other)}"
+            ), []
+        return None, addressed
+    outside = _outside(entry, named, candidates)
+    if outside:
+        return outside, []
+    if entry.addresses_all_on_host:
+        return None, list(candidates)
+    if named:
+        by_fp = {i.fingerprint: i for i in candidates}
+        return None, [by_fp[fp] for fp in named]
+    if len(candidates) == 1:
+        return None, list(candidates)
+    return (
+        f"ambiguous: {entry.key!r} could address any of {action.host}'s "
+        f"{len(candidates)} issues {_listed([i.fingerprint for i in candidates])}; "
+        "name their fingerprints"
+    ), []
+
+
 def _check_one(
     action: ModelAction,
     issues_by_host: Mapping[str, Sequence[Issue]],
@@ -128,27 +213,27 @@ def _check_one(
     window = policy.maintenance_for(action.host, now)
     if window is not None:
         return f"host {action.host!r} is in maintenance window {window.name!r}", []
-    by_fp = {i.fingerprint: i for i in host_issues}
-    if action.fingerprints:
-        unknown = [fp for fp in action.fingerprints if fp not in by_fp]
-        if unknown:
-            return f"fingerprints not among {action.host}'s current issues: {unknown[:3]}", []
-        addressed = [by_fp[fp] for fp in action.fingerprints]
-    else:
-        addressed = [i for i in host_issues if i.check in entry.addresses]
-    addressed = [i for i in addressed if i.check in entry.addresses]
-    if not addressed:
+    current = {i.fingerprint for i in host_issues}
+    unknown = [fp for fp in action.fingerprints if fp not in current]
+    if unknown:
+        return f"fingerprints not among {action.host}'s current issues: {unknown[:3]}", []
+    candidates = [i for i in host_issues if i.check in entry.addresses]
+    if not candidates:
         return f"{entry.key!r} does not address any of {action.host}'s current issues", []
+    # Parameters first: a from_subject value binds only once it is a valid candidate.
+    problems = entry.validate_parameters(
+        action.parameters, {i.subject for i in candidates}, action.host
+    )
+    if problems:
+        return "invalid parameters: " + "; ".join(problems), []
+    reason, addressed = _addressed(action, entry, candidates)
+    if reason is not None:
+        return reason, []
     labels: dict[str, str] = {}
     for i in addressed:
         labels.update(i.labels)
     if not entry.targets.allows(action.host, labels):
         return f"host {action.host!r} is outside the target scope of {entry.key!r}", []
-    problems = entry.validate_parameters(
-        action.parameters, {i.subject for i in addressed}, action.host
-    )
-    if problems:
-        return "invalid parameters: " + "; ".join(problems), []
     blocked = _attempt_block([i.fingerprint for i in addressed], history, policy, now)
     if blocked:
         return blocked, []
@@ -184,8 +269,11 @@ def vet_actions(
             action.host,
             json.dumps(action.parameters, sort_keys=True, default=str),
         )
-        if reason is None and (ident in seen or claimed_fps & set(fps)):
-            reason = "duplicate: another proposed action already addresses these issues"
+        shared = [fp for fp in fps if fp in claimed_fps]
+        if reason is None and (ident in seen or shared):
+            reason = "duplicate: another proposed action already addresses " + (
+                _listed(shared) if shared else "these issues"
+            )
         if reason is None and len(approved) >= policy.max_actions_per_cycle:
             reason = f"over the per-cycle limit of {policy.max_actions_per_cycle} actions"
         if reason is None and per_host[action.host] >= policy.max_actions_per_host:

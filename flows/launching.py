@@ -9,7 +9,6 @@ the request provably never left this process.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +19,8 @@ from pydantic import BaseModel
 from clients.errors import LaunchRefused, UpstreamError
 from core import render
 from core.catalog import Runner
+from core.fallback import degrades
+from core.params import code_span, parameters_json
 from core.policy import Policy
 from core.records import ActionRecord, ActionStatus, Decision
 from core.redact import redact
@@ -336,6 +337,7 @@ class Launcher:
         return "\n".join(lines[-OUTPUT_TAIL_LINES:])
 
 
+@degrades("not-run report", "markdown")
 def not_run_report(
     action: ProposedAction, decision: Decision, record: ActionRecord | None, why: str
 ) -> str:
@@ -345,7 +347,7 @@ def not_run_report(
         f"# `{action.catalog_key}` on `{action.host}`: not run",
         "",
         f"- action id: `{action.action_id}` · policy `{action.policy_hash}`",
-        f"- parameters: `{json.dumps(action.parameters)}`",
+        f"- parameters: {code_span(parameters_json(action.parameters), 20000)}",
         f"- decision: {decision.decision} by {decision.decider} ({decision.via})",
         f"- runner: {action.runner.value} `{action.template}`",
     ]

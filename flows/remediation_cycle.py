@@ -26,6 +26,7 @@ from core.analysis import Analysis, AnalysisUnreadable, ManualIssue, read_analys
 from core.checks import build_queries
 from core.cost import estimate_cost
 from core.detect import Detection, evaluate
+from core.fallback import fallback_notices
 from core.logs import LogContext
 from core.models import CheckName, Issue
 from core.policy import Policy, load_policy, policy_hash
@@ -81,6 +82,7 @@ class _Cycle:
 
     async def post(self, what: str, embeds: list[Embed]) -> bool:
         """Post to the approvals channel; a failure is a visible notice, not a crash."""
+        self.notices.extend(fallback_notices(embeds))  # a message shown as plain text
         try:
             await post_message(
                 self.conns.discord, self.conns.discord_bot.approvals_channel_id, embeds

@@ -15,9 +15,8 @@ from core.policy import Policy
 from core.verify import (
     Recheck,
     Verification,
+    action_recheck,
     bound_verdict,
-    combine_rechecks,
-    evaluate_recheck,
     read_verdict,
     recheck_queries,
     settle_delay,
@@ -90,16 +89,16 @@ class Verifier:
         )
 
     async def _recheck(self, window_s: float) -> Recheck:
+        """Re-check exactly the issues the action addresses (never others of its host)."""
         detection = self.policy.detection
-        rechecks = []
+        answers = {}
         for issue in self.action.issues:
             queries = recheck_queries(issue, detection, window_s)
             try:
-                samples, errors = await recheck_issue(self.conns.prometheus, queries)
+                answers[issue.fingerprint] = await recheck_issue(self.conns.prometheus, queries)
             except UpstreamError as exc:
-                samples, errors = {}, [str(exc)]
-            rechecks.append(evaluate_recheck(issue, detection, samples, errors))
-        return combine_rechecks(rechecks)
+                answers[issue.fingerprint] = ({}, [str(exc)])
+        return action_recheck(self.action, detection, answers)
 
     async def _logs_since(self, start: datetime) -> tuple[str, str]:
         """The host's (and addressed units') logs from the job's end to now: the chart's

@@ -10,6 +10,7 @@ from clients.discord import DiscordClient
 from clients.errors import UpstreamError
 from core.approval import APPROVE, REJECT
 from core.wire import DiscordMessage, Embed
+from tasks.notify import report_fallbacks
 
 
 @task(name="post-approval-request", cache_policy=NO_CACHE, retries=0)
@@ -17,6 +18,7 @@ async def post_approval_request(
     discord: DiscordClient, channel_id: str, embed: Embed
 ) -> DiscordMessage:
     """Post the request and add ✅ and ❌ as the bot (so people only need to click)."""
+    report_fallbacks([embed])  # a plain-text request still asks, and says why it is plain
     message = await discord.create_message(channel_id, embeds=[embed])
     for emoji in (APPROVE, REJECT):
         try:

@@ -9,16 +9,28 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
 
 from clients.discord import DiscordClient
 from clients.errors import UpstreamError
+from core.fallback import fallback_notices
 from core.wire import DiscordMessage, Embed
+
+
+def report_fallbacks(embeds: Sequence[Embed]) -> list[str]:
+    """Log the notice of every plain-text fallback among `embeds` (a message whose
+    renderer failed); the notices, so a caller can add them to its report."""
+    notices = fallback_notices(embeds)
+    for notice in notices:
+        get_run_logger().error("%s", notice)
+    return notices
 
 
 @task(name="post-to-discord", cache_policy=NO_CACHE, retries=0)
 async def post_message(
     discord: DiscordClient, channel_id: str, embeds: Sequence[Embed], content: str = ""
 ) -> DiscordMessage:
+    report_fallbacks(embeds)
     return await discord.create_message(channel_id, content=content, embeds=embeds)
 
 

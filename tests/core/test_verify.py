@@ -16,10 +16,12 @@ from core.records import ActionRecord, ActionStatus, ApprovalRequest, Decision, 
 from core.verify import (
     Recheck,
     Verification,
+    action_recheck,
     action_report,
     attempt_outcome,
     bound_verdict,
     combine_rechecks,
+    deterministic_verdict,
     evaluate_recheck,
     read_verdict,
     recheck_queries,
@@ -196,6 +198,65 @@ def test_combined_recheck_is_cleared_only_when_every_part_is() -> None:
     both = combine_rechecks([clear, clear.model_copy(update={"fingerprint": "d"})])
     assert both.still_breaching is False and both.data_points == 3 and len(both.parts) == 2
     assert both.metric_lines()[0] == "memory: 4 % available → 40 % available"
+
+
+def test_nothing_to_recheck_is_inconclusive_never_effective() -> None:
+    r = combine_rechecks([])
+    assert r.still_breaching is None and r.detail == "no addressed issue to re-check"
+    assert deterministic_verdict(r) == "inconclusive"
+
+
+def test_seen_case_each_restart_is_verified_on_its_own_unit_only() -> None:
+    """Two restarts on one host, proposed without fingerprints: webapp.service came back,
+    fail2ban.service did not. Each verdict reads its own unit, not the other's."""
+    webapp = issue("app-01", CheckName.INACTIVE_UNIT, "webapp.service")
+    fail2ban = issue("app-01", CheckName.INACTIVE_UNIT, "fail2ban.service")
+    policy = Policy()
+    restart_webapp, restart_fail2ban = vet_actions(
+        [
+            ModelAction.model_validate(action(host="app-01", unit=u))
+            for u in ("webapp.service", "fail2ban.service")
+        ],
+        [webapp, fail2ban],
+        policy=policy,
+        policy_hash=policy_hash(policy),
+        history={},
+        pending_approvals=0,
+        cycle_id="c1",
+        now=NOW,
+    ).approved
+
+    def inactive(name: str, value: float) -> Sample:
+        labels = {"instance": "app-01", "name": name, "state": "inactive", "type": "service"}
+        return Sample(labels=labels, value=value, timestamp=0.0)
+
+    # Prometheus's answer to the inactive-unit query covers every unit of the host; the
+    # caller may even hand answers for the host's other issues: they must be ignored.
+    after = answers([inactive("webapp.service", 0), inactive("fail2ban.service", 1)], host="app-01")
+    both = {webapp.fingerprint: (after, []), fail2ban.fingerprint: (after, [])}
+    ok = action_recheck(restart_webapp, S, both)
+    assert ok.fingerprint == webapp.fingerprint and ok.parts == ()
+    assert deterministic_verdict(ok) == "effective"
+    assert ok.metric_lines() == ["inactive_unit webapp.service: 1 → 0"]
+    still = action_recheck(restart_fail2ban, S, both)
+    assert still.fingerprint == fail2ban.fingerprint
+    assert deterministic_verdict(still) == "ineffective"
+
+
+def test_an_addressed_issue_without_an_answer_is_unknown() -> None:
+    [a] = vet_actions(
+        [ModelAction.model_validate(action())],
+        [UNIT],
+        policy=Policy(),
+        policy_hash=policy_hash(Policy()),
+        history={},
+        pending_approvals=0,
+        cycle_id="c1",
+        now=NOW,
+    ).approved
+    r = action_recheck(a, S, {"web-02|failed_unit|cron.service": (answers([unit_state(0)]), [])})
+    assert r.still_breaching is None
+    assert r.detail == "re-check query failed: no re-check answer for this issue"
 
 
 # --- bounding Claude ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ once attempts run out, and the cycle's closing summary."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -451,6 +452,78 @@ async def test_failing_recheck_query_is_inconclusive(stack: Stack) -> None:
     assert v.verdict == "inconclusive" and v.recheck.still_breaching is None
     assert v.recheck.detail.startswith("re-check query failed: "), v.recheck.detail
     assert v.claude_verdict == "inconclusive"  # the sandbox model saw no data either
+
+
+async def test_a_restart_is_verified_on_its_own_unit_not_on_the_hosts_other_unit(
+    stack: Stack,
+) -> None:
+    """The case seen in production, over the real Prometheus: web-02 has nginx.service
+    failed and cron.service inactive; a restart of nginx proposed without fingerprints
+    fixes nginx. Its verification reads nginx alone, so cron still being down does not
+    make it ineffective."""
+    stack.fleet.patch(
+        "web-02",
+        {"units": {"nginx.service": {"state": "failed"}, "cron.service": {"state": "inactive"}}},
+    )
+    await stack.scraped(
+        'node_systemd_unit_state{instance="web-02",name="cron.service",state="inactive"} == 1'
+    )
+    await stack.scraped(
+        'node_systemd_unit_state{instance="web-02",name="nginx.service",state="failed"} == 1'
+    )
+    policy = load_policy(FAST_POLICY)
+    issues = [
+        Issue(
+            host="web-02",
+            check=check,
+            subject=unit,
+            severity=Severity.CRITICAL,
+            value=1.0,
+            observed_at=datetime.now(UTC),
+        )
+        for check, unit in (
+            (CheckName.FAILED_UNIT, "nginx.service"),
+            (CheckName.INACTIVE_UNIT, "cron.service"),
+        )
+    ]
+    model = ModelAction(
+        catalog_key="restart_unit",
+        host="web-02",
+        parameters={"unit": "nginx.service"},
+        risk="low",
+        reason="nginx failed",
+        expected_outcome="nginx active",
+    )
+    [restart] = vet_actions(
+        [model],
+        issues,
+        policy=policy,
+        policy_hash=policy_hash(policy),
+        history={},
+        pending_approvals=0,
+        cycle_id="c-two-units",
+        now=datetime.now(UTC),
+    ).approved
+    job_end = datetime.now(UTC)
+    stack.fleet.patch("web-02", {"units": {"nginx.service": {"state": "active"}}})
+    await stack.scraped(
+        'node_systemd_unit_state{instance="web-02",name="nginx.service",state="active"} == 1'
+    )
+
+    @flow
+    async def verify_the_restart() -> Any:
+        conns = await open_connections(stack.names, ("prometheus", "loki", "claude", "ledger"))
+        async with conns:
+            verifier = Verifier(conns, policy, restart, ActionSettings(settle_seconds=0))
+            return await verifier.verify("successful", "ok", job_end)
+
+    v = await verify_the_restart()
+    assert (v.recheck.fingerprint, v.recheck.parts) == (FP02, ())
+    assert v.recheck.metric_lines() == ["failed_unit nginx.service: 1 → 0"]
+    assert v.verdict == "effective", v.recheck.detail
+    [prompt] = verdict_requests(stack)
+    recheck = json.loads(prompt.split("<recheck>\n")[1].split("\n</recheck>")[0])
+    assert recheck["fingerprint"] == FP02 and "cron.service" not in json.dumps(recheck)
 
 
 async def test_a_cycle_that_ended_first_is_summed_up_by_its_last_action(stack: Stack) -> None:
