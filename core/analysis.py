@@ -5,6 +5,10 @@ tool call, a tool call cut at `max_tokens` or failing the schema, JSON in fences
 wrapped in prose, trailing commas, truncated text — is read item by item, keeping only
 complete, valid items. Nothing salvaged from a broken answer can run without passing
 policy (`core.vetting`).
+
+A malformed answer is never "nothing to do": a list that arrived as a JSON string (fenced
+or not) is read as that list; a list field of any other shape (a number, an object, text
+that is not a JSON list) makes the whole answer unreadable, so every issue goes to a human.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.models import Frozen, Risk
 from core.wire import ClaudeReply, TokenUsage
@@ -34,9 +38,17 @@ class ModelAction(BaseModel):
     expected_outcome: str = Field(default="", max_length=2000)
     fingerprints: list[str] = Field(default_factory=list, max_length=100)
 
+    @field_validator("parameters", "fingerprints", mode="before")
+    @classmethod
+    def _decoded(cls, value: Any) -> Any:
+        return _decoded_json(value)
+
 
 class ManualIssue(Frozen):
-    """Something a human must look at."""
+    """Something a human must look at.
+
+    `fingerprints` names the issues it covers; none covers every issue of its host.
+    """
 
     host: str
     problem: str
@@ -45,6 +57,7 @@ class ManualIssue(Frozen):
     source: Literal[
         "model", "policy", "analysis_unavailable", "capacity", "attempts", "maintenance"
     ] = "model"
+    fingerprints: list[str] = Field(default_factory=list)
 
 
 class _ModelManualIssue(BaseModel):
@@ -54,12 +67,33 @@ class _ModelManualIssue(BaseModel):
     problem: str = Field(min_length=1, max_length=4000)
     severity: str = Field(default="warning", max_length=32)
     recommendation: str = Field(default="", max_length=4000)
+    fingerprints: list[str] = Field(default_factory=list, max_length=1000)
+
+    @field_validator("fingerprints", mode="before")
+    @classmethod
+    def _decoded(cls, value: Any) -> Any:
+        return _decoded_json(value)
+
+
+class NoActionNeeded(BaseModel):
+    """The model's word that these issues need nothing done, and why (shown to people)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    fingerprints: list[str] = Field(min_length=1, max_length=1000)
+    reason: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("fingerprints", mode="before")
+    @classmethod
+    def _decoded(cls, value: Any) -> Any:
+        return _decoded_json(value)
 
 
 class Analysis(Frozen):
     summary: str = ""
     actions: list[ModelAction] = Field(default_factory=list)
     manual_issues: list[ManualIssue] = Field(default_factory=list)
+    no_action_needed: list[NoActionNeeded] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list, description="What the reader repaired.")
     salvaged: bool = False
     stop_reason: str | None = None
@@ -109,8 +143,26 @@ def analysis_tool_schema() -> dict[str, Any]:
             "problem": {"type": "string"},
             "severity": {"type": "string", "enum": ["warning", "critical"]},
             "recommendation": {"type": "string"},
+            "fingerprints": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Fingerprints of the issues it covers (none: all of its host's).",
+            },
         },
         "required": ["host", "problem", "severity", "recommendation"],
+    }
+    no_action = {
+        "type": "object",
+        "properties": {
+            "fingerprints": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "description": "Fingerprints of the issues that need no action.",
+            },
+            "reason": {"type": "string", "description": "Why; shown to people."},
+        },
+        "required": ["fingerprints", "reason"],
     }
     return {
         "type": "object",
@@ -118,6 +170,7 @@ def analysis_tool_schema() -> dict[str, Any]:
             "summary": {"type": "string"},
             "actions": {"type": "array", "items": action},
             "manual_issues": {"type": "array", "items": manual},
+            "no_action_needed": {"type": "array", "items": no_action},
         },
         "required": ["summary", "actions", "manual_issues"],
     }
@@ -207,26 +260,87 @@ def _candidate_objects(text: str) -> Any | None:
     return None
 
 
+def _json_in_string(text: str) -> Any:
+    """The JSON value a string holds (fenced or not, trailing commas allowed); raises
+    ValueError when it holds none."""
+    fenced = _FENCE.search(text)
+    return _loads_lenient((fenced.group(1) if fenced else text).strip())
+
+
+def _decoded_json(value: Any) -> Any:
+    """A list or object that arrived as a JSON string, decoded; anything else unchanged
+    (so validation still names what is wrong)."""
+    if isinstance(value, str):
+        try:
+            decoded = _json_in_string(value)
+        except ValueError:
+            return value
+        if isinstance(decoded, list | dict):
+            return decoded
+    return value
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, str):
+        return "text that is not a JSON list"
+    if isinstance(value, bool):
+        kind = "a boolean"
+    elif isinstance(value, int | float):
+        kind = "a number"
+    elif isinstance(value, dict):
+        kind = "an object"
+    else:
+        kind = type(value).__name__
+    return f"{kind}, not a list"
+
+
+def _as_list(data: dict[str, Any], key: str, notes: list[str]) -> list[Any]:
+    """The list under `key`: absent or null is empty and a JSON string holding a list is
+    that list; any other shape makes the answer unreadable — never "nothing to do"."""
+    value = data.get(key)
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str):
+        try:
+            decoded = _json_in_string(value)
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, list):
+            notes.append(f"{key!r} arrived as a JSON string: read as a list")
+            return decoded
+    raise AnalysisUnreadable(f"{key!r} is {_shape(value)}", json.dumps(data, default=str)[:500])
+
+
 def _validated(
-    raw_actions: list[Any], raw_manual: list[Any], notes: list[str]
-) -> tuple[list[ModelAction], list[ManualIssue]]:
-    actions, manual = [], []
+    raw_actions: list[Any], raw_manual: list[Any], raw_no_action: list[Any], notes: list[str]
+) -> tuple[list[ModelAction], list[ManualIssue], list[NoActionNeeded]]:
+    actions, manual, no_action = [], [], []
     for i, item in enumerate(raw_actions):
         try:
-            actions.append(ModelAction.model_validate(item))
+            actions.append(ModelAction.model_validate(_decoded_json(item)))
         except ValidationError as exc:
             notes.append(f"action {i} dropped: {exc.errors()[0]['msg']}")
     for i, item in enumerate(raw_manual):
         try:
-            m = _ModelManualIssue.model_validate(item)
+            m = _ModelManualIssue.model_validate(_decoded_json(item))
             manual.append(ManualIssue(**m.model_dump(), source="model"))
         except ValidationError as exc:
             notes.append(f"manual issue {i} dropped: {exc.errors()[0]['msg']}")
-    return actions, manual
+    for i, item in enumerate(raw_no_action):
+        try:
+            no_action.append(NoActionNeeded.model_validate(_decoded_json(item)))
+        except ValidationError as exc:
+            notes.append(f"no-action entry {i} dropped: {exc.errors()[0]['msg']}")
+    return actions, manual, no_action
+
+
+LIST_FIELDS = ("actions", "manual_issues", "no_action_needed")
 
 
 def read_analysis(reply: ClaudeReply) -> Analysis:
-    """Read the model's answer; raise AnalysisUnreadable when nothing can be salvaged."""
+    """Read the model's answer; raise AnalysisUnreadable when it cannot be read."""
     notes: list[str] = []
     truncated = reply.stop_reason == "max_tokens"
     if truncated:
@@ -242,28 +356,26 @@ def read_analysis(reply: ClaudeReply) -> Analysis:
         if data is not None:
             notes.append("read JSON from text")
     if isinstance(data, dict):
-        raw_actions = data.get("actions") if isinstance(data.get("actions"), list) else []
-        raw_manual = data.get("manual_issues")
-        raw_manual = raw_manual if isinstance(raw_manual, list) else []
-        if not isinstance(data.get("actions", []), list):
-            notes.append("'actions' is not a list: ignored")
-        summary = data.get("summary") if isinstance(data.get("summary"), str) else ""
-        if "actions" not in data and "manual_issues" not in data:
+        if not any(key in data for key in LIST_FIELDS):
             raise AnalysisUnreadable(
                 "the answer has neither actions nor manual_issues", json.dumps(data)[:500]
             )
+        raw_actions, raw_manual, raw_no_action = (_as_list(data, k, notes) for k in LIST_FIELDS)
+        summary = data.get("summary") if isinstance(data.get("summary"), str) else ""
     else:
-        raw_actions = _array_items(text, "actions")
-        raw_manual = _array_items(text, "manual_issues")
+        raw_actions, raw_manual, raw_no_action = (_array_items(text, k) for k in LIST_FIELDS)
         summary = _summary(text)
-        if not raw_actions and not raw_manual and not re.search(r'"actions"\s*:\s*\[', text):
+        if not (raw_actions or raw_manual or raw_no_action) and not re.search(
+            r'"actions"\s*:\s*\[', text
+        ):
             raise AnalysisUnreadable("no JSON object could be read from the answer", text[:500])
         notes.append("salvaged complete items from a broken answer")
-    actions, manual = _validated(raw_actions, raw_manual, notes)
+    actions, manual, no_action = _validated(raw_actions, raw_manual, raw_no_action, notes)
     return Analysis(
         summary=summary,
         actions=actions,
         manual_issues=manual,
+        no_action_needed=no_action,
         notes=notes,
         salvaged=salvaged,
         stop_reason=reply.stop_reason,

@@ -11,6 +11,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import Field
+
 from core.analysis import ANALYSIS_TOOL, analysis_tool_schema
 from core.detect import ProcessUsage
 from core.logs import LogContext
@@ -20,7 +22,8 @@ from core.policy import Policy
 SYSTEM_PROMPT = """\
 You are the remediation analyst of an auto-remediation system for a fleet of Linux hosts.
 Monitoring found the issues listed in the user message. Decide, for each issue, whether
-one job from the action catalog should fix it, or whether a human must look at it.
+one job from the action catalog should fix it, whether a human must look at it, or
+whether it needs nothing done.
 
 Output contract: call the tool `submit_analysis` exactly once with
 - `summary`: one short paragraph on the overall situation;
@@ -29,8 +32,13 @@ Output contract: call the tool `submit_analysis` exactly once with
   medium or high), `reason`, `expected_outcome`, and `fingerprints` (the fingerprints of
   the issues it addresses);
 - `manual_issues`: problems a human must handle, each with `host`, `problem`, `severity`
-  (warning or critical) and `recommendation`.
-Both lists may be empty.
+  (warning or critical), `recommendation` and optionally `fingerprints` (the issues it
+  covers; none covers every listed issue of its host);
+- `no_action_needed`: issues that need nothing done, each entry with `fingerprints` and a
+  `reason` (shown to people).
+Account for every listed issue in exactly one of the three lists (a grouped entry is one
+issue per host in `hosts`, its fingerprint `fingerprint_pattern` with `<host>` replaced).
+An issue the answer does not name is sent to a human as "not addressed by the analysis".
 
 Safety rules:
 - Propose only catalog entries; never invent commands, scripts or shell.
@@ -60,6 +68,7 @@ class AnalysisRequest(Frozen):
     estimated_tokens: int
     issues_included: int
     issues_omitted: int
+    omitted_fingerprints: list[str] = Field(default_factory=list)
     omitted_summary: str = ""
 
 
@@ -144,7 +153,8 @@ def build_analysis_request(
     catalog_text = "<catalog>\n" + json.dumps(catalog_for_prompt(policy), indent=1) + "\n</catalog>"
     tool = {
         "name": ANALYSIS_TOOL,
-        "description": "Submit the remediation analysis (actions and manual issues).",
+        "description": "Submit the remediation analysis: actions, manual issues and "
+        "issues that need no action.",
         "input_schema": analysis_tool_schema(),
     }
     system = [{"type": "text", "text": SYSTEM_PROMPT}]
@@ -219,5 +229,6 @@ def build_analysis_request(
         estimated_tokens=fixed + estimate_tokens(user),
         issues_included=len(issues) - len(omitted),
         issues_omitted=len(omitted),
+        omitted_fingerprints=[i.fingerprint for i in omitted],
         omitted_summary=omitted_summary,
     )

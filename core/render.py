@@ -136,3 +136,138 @@ def ledger_unavailable_message(error: object, cycle_id: str) -> Embed:
         "notice repeats every cycle until the ledger answers.\n" + quoted(str(error), 1500),
         cycle_id=cycle_id,
     )
+
+
+# --- issue coverage: "no action needed" and "not addressed by the analysis" ---------------
+EMBEDS_MAX = 10
+EMBED_BUDGET = 5800  # Discord allows 6,000 characters over all embeds of one message
+FIELD_LINES_MAX = 550  # characters of listed issues per field (a field holds 1,024)
+
+
+def _line_chunks(lines: Sequence[str], limit: int = FIELD_LINES_MAX) -> list[list[str]]:
+    """Lines in consecutive chunks of at most `limit` characters (a longer line alone)."""
+    chunks: list[list[str]] = []
+    size = limit + 1
+    for line in lines:
+        if size + len(line) + 1 > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(line)
+        size += len(line) + 1
+    return chunks
+
+
+def _listing(
+    title: str,
+    description: str,
+    fields: Sequence[tuple[EmbedField, int]],
+    *,
+    color: int,
+    cycle_id: str,
+) -> list[Embed]:
+    """Fields (each listing a number of issues) packed into one message within Discord's
+    limits (25 fields an embed, 10 embeds, 6,000 characters); the issues that do not fit
+    are counted in the text, never cut silently."""
+    footer = f"cycle {cycle_id}"
+    per_embed = len(title) + 10 + len(footer)  # the title with its "(n/m)", the footer
+    budget = EMBED_BUDGET - len(description) - 120  # room for the "and N more" line
+    chunks: list[list[EmbedField]] = [[]]
+    used, left = per_embed, 0
+    for n, (f, _count) in enumerate(fields):
+        size = len(f.name) + len(f.value)
+        if len(chunks[-1]) == MAX_FIELDS:
+            if len(chunks) == EMBEDS_MAX or used + per_embed + size > budget:
+                left = sum(c for _, c in fields[n:])
+                break
+            chunks.append([])
+            used += per_embed
+        if used + size > budget:
+            left = sum(c for _, c in fields[n:])
+            break
+        chunks[-1].append(f)
+        used += size
+    if left:
+        description += (
+            f"\n… and {left} more issue(s) not listed here (the cycle report in Prefect "
+            "lists every issue)."
+        )
+    return [
+        Embed(
+            title=(title + (f" ({n}/{len(chunks)})" if len(chunks) > 1 else ""))[:256],
+            description=description[:4096] if n == 1 else None,
+            color=color,
+            fields=chunk,
+            footer=footer,
+        )
+        for n, chunk in enumerate(chunks, 1)
+    ]
+
+
+@degrades("no-action-needed message", "embeds")
+def no_action_needed_message(
+    items: Sequence[tuple[Issue, str]], *, summary: str, cycle_id: str
+) -> list[Embed]:
+    """The issues the analysis said need no action, each named under its reason."""
+    by_reason: dict[str, list[str]] = {}
+    for issue, reason in items:
+        by_reason.setdefault(reason, []).append(issue.fingerprint)
+    fields = [
+        (
+            EmbedField(
+                name=f"{len(chunk)} issue(s) — no action needed",
+                value=(quoted("\n".join(chunk), 600) + "Why:\n" + quoted(reason, 380))[:1024],
+            ),
+            len(chunk),
+        )
+        for reason, fps in by_reason.items()
+        for chunk in _line_chunks(fps)
+    ]
+    description = (
+        "The analysis looked at these issues and found nothing to do; each is named with "
+        "its reason. Nothing was run. They are not reported again while they persist "
+        "(within the dedup TTL)."
+    )
+    if summary:
+        description += "\nSummary of the analysis:\n" + quoted(summary, 800)
+    return _listing(
+        f"✅ {len(items)} issue(s) need no action",
+        description,
+        fields,
+        color=GREEN,
+        cycle_id=cycle_id,
+    )
+
+
+@degrades("not-addressed message", "embeds")
+def unaddressed_issues_message(
+    issues: Sequence[Issue], *, notes: Sequence[str], cycle_id: str
+) -> list[Embed]:
+    """Issues the analysis did not mention at all: a human looks at them."""
+    by_host: dict[str, list[str]] = {}
+    for i in issues:
+        line = f"{i.severity.value} · {i.fingerprint}" + (f" — {i.summary}" if i.summary else "")
+        by_host.setdefault(i.host, []).append(line)
+    fields = [
+        (
+            EmbedField(
+                name=f"{host} · {len(chunk)} issue(s)"[:256],
+                value=quoted("\n".join(chunk), 900),
+            ),
+            len(chunk),
+        )
+        for host, lines in by_host.items()
+        for chunk in _line_chunks(lines)
+    ]
+    description = (
+        "The analysis did not address these issues: no proposed action, manual issue or "
+        "'no action needed' named them. They were not remediated; look at them by hand."
+    )
+    if notes:
+        description += "\nWhat the reader repaired or dropped:\n" + quoted("\n".join(notes), 800)
+    return _listing(
+        f"⚠️ {len(issues)} issue(s) not addressed by the analysis need a human",
+        description,
+        fields,
+        color=ORANGE,
+        cycle_id=cycle_id,
+    )

@@ -57,6 +57,9 @@ class CycleReport(Frozen):
     issues_omitted_from_prompt: int = 0
     actions: list[ActionOutcome] = Field(default_factory=list)
     manual_issues: int = 0
+    coverage: dict[str, str] = Field(
+        default_factory=dict, description="Each analysed issue: what accounted for it."
+    )
     notices: list[str] = Field(default_factory=list, description="Degradations, visibly.")
     reported: list[str] = Field(default_factory=list)
     usage: TokenUsage = Field(default_factory=TokenUsage)
@@ -110,6 +113,9 @@ def cycle_markdown(r: CycleReport) -> str:
                 f"{_cell(code_span(parameters_json(a.parameters), 20000))} | "
                 f"{a.risk} | {_cell(a.policy)} | {_cell(dispatched)} |"
             )
+    if r.coverage:
+        lines += ["", "## Issues accounted for", "", "| issue | covered by |", "|---|---|"]
+        lines += [f"| `{_cell(fp)}` | {_cell(how)} |" for fp, how in r.coverage.items()]
     lines += [
         "",
         "## Claude usage",

@@ -25,6 +25,7 @@ from core import render
 from core.analysis import Analysis, AnalysisUnreadable, ManualIssue, read_analysis
 from core.checks import build_queries
 from core.cost import estimate_cost
+from core.coverage import cover_issues, rejections_as_manual
 from core.detect import Detection, evaluate
 from core.fallback import fallback_notices
 from core.logs import LogContext
@@ -76,6 +77,7 @@ class _Cycle:
         self.report = CycleReport(cycle_id=cycle_id, started_at=now, outcome=CycleOutcome.NO_ISSUES)
         self.notices: list[str] = []
         self.escalated: list[str] = []
+        self.omitted: list[str] = []  # fingerprints left out of the prompt (token budget)
 
     def update(self, **fields: Any) -> None:
         self.report = self.report.model_copy(update=fields)
@@ -198,6 +200,7 @@ class _Cycle:
             top_memory=detection.top_memory,
         )
         self.update(issues_omitted_from_prompt=request.issues_omitted)
+        self.omitted = request.omitted_fingerprints
         excerpt, reason = "", ""
         try:
             reply = await ask_claude(self.conns.claude, request)
@@ -275,7 +278,7 @@ class _Cycle:
         dispatch: DispatchMode,
         dispatch_options: dict[str, Any],
     ) -> DispatchResult:
-        manual: list[ManualIssue] = [*analysis.manual_issues, *vetting.manual_issues]
+        manual: list[ManualIssue] = [*analysis.manual_issues, *rejections_as_manual(vetting)]
         if self.report.issues_omitted_from_prompt:
             manual.append(
                 ManualIssue(
@@ -285,19 +288,41 @@ class _Cycle:
                     problem=f"{self.report.issues_omitted_from_prompt} issues were not analysed "
                     "(prompt token budget); see the cycle report in Prefect.",
                     recommendation="Review them by hand or raise prompt_token_budget.",
+                    fingerprints=self.omitted,
                 )
             )
         actions = vetting.approved
-        self.update(manual_issues=len(manual))
-        if not actions and not manual:
-            self.update(outcome=CycleOutcome.NO_ACTION_NEEDED)
-            await self.confirm([i.fingerprint for i in issues])
-            return DispatchResult()
-        manual_ok = True
-        if manual:
-            manual_ok = await self.post(
-                "manual issues", render.manual_issues_message(manual, cycle_id=self.cycle_id)
+        # Every issue accounted for: an approval request, a manual issue, a named "no
+        # action needed" — or posted as not addressed. Never silently "nothing to do".
+        coverage = cover_issues(
+            issues, actions=actions, manual=manual, no_action=analysis.no_action_needed
+        )
+        unaddressed, no_action = coverage.unaddressed, coverage.no_action
+        self.update(
+            manual_issues=len(manual),
+            coverage={c.issue.fingerprint: c.label for c in coverage.issues},
+        )
+        if unaddressed:
+            self.notices.append(
+                f"{len(unaddressed)} issue(s) not addressed by the analysis: posted for a human"
             )
+        manual_ok = bool(manual) and await self.post(
+            "manual issues", render.manual_issues_message(manual, cycle_id=self.cycle_id)
+        )
+        unaddressed_ok = bool(unaddressed) and await self.post(
+            "issues not addressed by the analysis",
+            render.unaddressed_issues_message(
+                unaddressed, notes=analysis.notes, cycle_id=self.cycle_id
+            ),
+        )
+        no_action_ok = bool(no_action) and await self.post(
+            "no-action-needed message",
+            render.no_action_needed_message(
+                [(c.issue, c.no_action_reason or "") for c in no_action],
+                summary=analysis.summary,
+                cycle_id=self.cycle_id,
+            ),
+        )
         if len(actions) > 1:
             await self.post(
                 "summary",
@@ -311,8 +336,14 @@ class _Cycle:
             )
             self.timings["dispatch"] = time.perf_counter() - t
             self.notices.extend(result.errors.values())
+        if actions:
+            outcome = CycleOutcome.ACTIONS
+        elif manual or unaddressed:
+            outcome = CycleOutcome.MANUAL_ONLY
+        else:
+            outcome = CycleOutcome.NO_ACTION_NEEDED
         self.update(
-            outcome=CycleOutcome.ACTIONS if actions else CycleOutcome.MANUAL_ONLY,
+            outcome=outcome,
             actions=[
                 a.model_copy(
                     update={
@@ -324,16 +355,16 @@ class _Cycle:
                 for a in self.report.actions
             ],
         )
-        # Reported only when reported: an action's issues once it is dispatched, the
-        # rest once the manual-issues message is posted.
-        addressed = {fp: a.action_id for a in actions for fp in a.fingerprints}
-        confirmed = [
-            fp
-            for fp in (i.fingerprint for i in issues)
-            if (fp in addressed and addressed[fp] in result.dispatched)
-            or (fp not in addressed and manual_ok)
-        ]
-        await self.confirm(confirmed)
+        # Reported only when people saw it: an action's issues once it is dispatched, the
+        # rest once the message that carries them is posted; the others are released.
+        await self.confirm(
+            coverage.reported(
+                dispatched=result.dispatched,
+                manual_posted=manual_ok,
+                no_action_posted=no_action_ok,
+                unaddressed_posted=unaddressed_ok,
+            )
+        )
         return result
 
     async def confirm(self, fingerprints: list[str]) -> None:

@@ -31,7 +31,11 @@ Analysis (`submit_analysis`)
   Tool input: {"summary": str,
                "actions": [{"catalog_key", "host", "parameters", "risk", "reason",
                             "expected_outcome", "fingerprints": [str]}],
-               "manual_issues": [{"host", "problem", "severity", "recommendation"}]}
+               "manual_issues": [{"host", "problem", "severity", "recommendation",
+                                  "fingerprints": [str]}],
+               "no_action_needed": []}
+  Every issue ends up in exactly one of `actions` and `manual_issues` (each manual issue
+  names its issue's fingerprint); the sandbox model never says "no action needed".
   Rules (`RULES`, by the issue's `check`):
     failed_unit, inactive_unit -> restart_unit {"unit": subject}          risk low
     disk                        -> free_disk {"mountpoint": subject}       risk low
@@ -46,7 +50,8 @@ Analysis (`submit_analysis`)
   target) give ONE action whose `fingerprints` lists each issue's fingerprint, in
   issue order. Manual issues keep the issue's severity (default "medium").
   A missing or unparsable `<catalog>`/`<issues>` gives no actions and no manual
-  issues, and a summary that says which section could not be read.
+  issues (so the project posts every issue as not addressed), and a summary that says
+  which section could not be read.
 
 Verification (`submit_verdict`)
     <recheck>{"still_breaching": true|false|null, "data_points": int, ...}</recheck>
@@ -241,6 +246,7 @@ def analyse(text: str) -> dict[str, Any]:
             "no proposal made.",
             "actions": [],
             "manual_issues": [],
+            "no_action_needed": [],
         }
     entries = {str(e.get("key")): e for e in catalog if isinstance(e, dict)}
     ctx = context if isinstance(context, dict) else {}
@@ -275,6 +281,7 @@ def analyse(text: str) -> dict[str, Any]:
         f"{len(actions)} action(s) proposed, {len(manual)} manual issue(s).",
         "actions": list(actions.values()),
         "manual_issues": manual,
+        "no_action_needed": [],
     }
 
 
@@ -310,6 +317,7 @@ def _manual(issue: Issue, recommendation: str) -> dict[str, Any]:
         "problem": _describe(issue),
         "severity": str(issue.get("severity") or "medium"),
         "recommendation": recommendation,
+        "fingerprints": [str(issue.get("fingerprint"))],
     }
 
 

@@ -407,9 +407,10 @@ MALFORMED: dict[str, tuple[Any, int | None]] = {
         ),
         1,
     ),
+    # never "nothing to do": the cycle used to route this as "no action needed", silently
     "actions-not-a-list": (
         tool_answer("submit_analysis", {**GOOD_ANSWER, "actions": "restart everything"}),
-        0,
+        None,
     ),
     "prose-only": (text_answer("I looked and could not decide."), None),
     "empty-tool-input": (tool_answer("submit_analysis", {}), None),
