@@ -31,7 +31,9 @@ from typing import Any, Literal
 
 from core.checks import SUBJECT_LABEL, UNITS, DetectionSettings, base_queries, promql_string
 from core.detect import COMPARE, host_name
+from core.fallback import degrades
 from core.models import CheckName, Frozen, Issue
+from core.params import code_span, parameters_json
 from core.records import ActionRecord, Decision
 from core.render import quoted
 from core.vetting import ProposedAction
@@ -372,6 +374,7 @@ def _verdict_text(v: Verification) -> str:
     return text or "-"
 
 
+@degrades("action result", "embed")
 def result_embed(
     *,
     action: ProposedAction,
@@ -392,7 +395,8 @@ def result_embed(
     fields = [
         EmbedField(
             name="Action",
-            value=f"`{action.catalog_key}` {json.dumps(action.parameters)}"[:1024],
+            value=f"`{action.catalog_key}` "
+            + code_span(parameters_json(action.parameters), 1000 - len(action.catalog_key)),
             inline=False,
         ),
         EmbedField(name="Host", value=f"`{action.host}`", inline=True),
@@ -434,6 +438,7 @@ def _span(start: datetime | None, end: datetime | None) -> str:
     return f"{(end - start).total_seconds():.1f} s" if start and end else "-"
 
 
+@degrades("action report", "markdown")
 def action_report(
     record: ActionRecord,
     *,
@@ -454,7 +459,7 @@ def action_report(
         "",
         "## Proposal",
         f"- action id: `{a.action_id}` · cycle `{a.cycle_id}`",
-        f"- parameters: `{json.dumps(a.parameters)}`",
+        f"- parameters: {code_span(parameters_json(a.parameters), 20000)}",
         f"- reason: {a.reason}",
         f"- expected outcome: {a.expected_outcome}",
         f"- issues:\n{issues}" if issues else "- issues: -",

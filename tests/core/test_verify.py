@@ -411,7 +411,7 @@ def test_result_embed_has_every_field_and_the_verdict_colour() -> None:
     fields = {f.name: f.value for f in e.fields}
     assert e.title == "❌ INEFFECTIVE: restart_unit on web-02 (job failed)"
     assert e.color == 0xE74C3C
-    assert fields["Action"] == '`restart_unit` {"unit": "nginx.service"}'
+    assert fields["Action"] == '`restart_unit` `{"unit": "nginx.service"}`'  # data: code
     assert fields["Host"] == "`web-02`" and fields["Approved"] == "alice (in Discord)"
     assert fields["Job"] == "`42` ([open](http://awx/#/jobs/42))"
     assert fields["Job state"] == "**failed**" and fields["Duration"] == "2.2 s"
