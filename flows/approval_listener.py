@@ -592,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", help="policy file (YAML or JSON; default: built-in policy)")
     parser.add_argument("--blocks", help='block names as JSON, e.g. \'{"discord": "bot"}\'')
     args = parser.parse_args(argv)
-    from flows.policy_cli import read_policy_file
+    from flows.policy_file import read_policy_file
 
     names = BlockNames.model_validate_json(args.blocks) if args.blocks else BlockNames()
     policy = load_policy(read_policy_file(args.policy) if args.policy else None)

@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         help="inline: run each action in this process; none: only propose",
     )
     args = parser.parse_args(argv)
-    from flows.policy_cli import read_policy_file
+    from flows.policy_file import read_policy_file
 
     data = read_policy_file(args.policy) if args.policy else None
     report = asyncio.run(remediation_cycle(policy=data, dispatch=args.dispatch))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from flows.policy_file import read_policy_file
 
 POLICY_FILE = Path(__file__).with_name("demo_policy.yaml")
 
@@ -94,7 +94,7 @@ class Profile:
 
     def policy(self) -> dict[str, Any]:
         """The demo policy file with this profile's deadline overrides applied."""
-        data = yaml.safe_load(POLICY_FILE.read_text())
+        data = read_policy_file(POLICY_FILE)  # the loader every command uses
         for risk, seconds in self.deadlines.items():
             data["risk"][risk]["deadline_seconds"] = seconds
         return data
