@@ -5,6 +5,7 @@ from blocks.claude import ClaudeCredentials
 from blocks.discord import DiscordBot
 from blocks.ledger import LedgerDatabase
 from blocks.loki import LokiConnection
+from blocks.policy import RemediationPolicy
 from blocks.prometheus import PrometheusConnection
 from blocks.semaphore import SemaphoreConnection
 
@@ -16,6 +17,7 @@ ALL_BLOCKS = (
     AwxConnection,
     SemaphoreConnection,
     LedgerDatabase,
+    RemediationPolicy,
 )
 
 __all__ = [
@@ -26,5 +28,6 @@ __all__ = [
     "LedgerDatabase",
     "LokiConnection",
     "PrometheusConnection",
+    "RemediationPolicy",
     "SemaphoreConnection",
 ]

@@ -26,6 +26,11 @@ class BlockNames(BaseModel):
         default="remediation-semaphore", description="SemaphoreConnection (optional)"
     )
     ledger: str = Field(default="remediation-ledger", description="LedgerDatabase")
+    policy: str | None = Field(
+        default=None,
+        description="RemediationPolicy (`remediation-policy apply`); None: the `policy` "
+        "parameter, or the built-in defaults when that is empty too",
+    )
 
 
 async def load_block(cls: type[B], name: str, field: str) -> B:

@@ -72,10 +72,10 @@ from core.approval import (
     resume_outcome,
     voters,
 )
-from core.policy import Policy, load_policy
+from core.policy import Policy
 from core.records import ActionRecord, ActionStatus, Decision, Vote
 from flows import operator_controls
-from flows.connections import Connections, open_connections
+from flows.connections import Connections, open_connections, resolve_policy
 from flows.listener_settings import DEPLOYED_RUN_SECONDS, ListenerSettings
 from flows.reconciler import reconcile, wait_for_continuations
 
@@ -562,7 +562,8 @@ async def approval_listener(
     seconds = settings.run_seconds or DEPLOYED_RUN_SECONDS
     start = _scheduled_start() or datetime.now(UTC)
     until = start + timedelta(seconds=seconds)
-    report = await run_listener(blocks, load_policy(policy), settings, until=until)
+    checked = (await resolve_policy(policy, blocks)).policy
+    report = await run_listener(blocks, checked, settings, until=until)
     get_run_logger().info(
         "listener: %d polls, %d resumed, %d reminders, %d errors",
         report.polls,
@@ -595,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     from flows.policy_file import read_policy_file
 
     names = BlockNames.model_validate_json(args.blocks) if args.blocks else BlockNames()
-    policy = load_policy(read_policy_file(args.policy) if args.policy else None)
+    document = read_policy_file(args.policy) if args.policy else None
     settings = ListenerSettings(poll_seconds=args.poll_seconds, run_seconds=args.run_seconds)
 
     async def supervised() -> ListenerReport:
@@ -603,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
+        policy = (await resolve_policy(document, names)).policy
         return await run_listener(names, policy, settings, stop=stopping.is_set)
 
     report = asyncio.run(supervised())

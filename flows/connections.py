@@ -7,6 +7,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
+from pydantic import BaseModel, ConfigDict
+
 from blocks import (
     AwxConnection,
     ClaudeCredentials,
@@ -18,6 +20,7 @@ from blocks import (
 )
 from blocks.base import secret_values
 from blocks.names import BlockNames, load_block
+from blocks.policy import load_policy_block
 from clients.awx import AwxClient
 from clients.discord import DiscordClient
 from clients.ledger import Ledger
@@ -25,6 +28,7 @@ from clients.loki import LokiClient
 from clients.prometheus import PrometheusClient
 from clients.semaphore import SemaphoreClient
 from core.errors import ConfigError
+from core.policy import Policy, load_policy, policy_hash
 
 if TYPE_CHECKING:  # the SDK is imported only where Claude is called
     from clients.claude import ClaudeClient
@@ -149,3 +153,33 @@ async def add_secrets(conns: Connections, names: BlockNames, fields: tuple[str, 
         except ConfigError:
             continue
         conns.secrets.extend(secret_values(block))
+
+
+class ResolvedPolicy(BaseModel):
+    """The policy a run decides by, and where it came from (shown in reports)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    policy: Policy
+    hash: str
+    source: str
+
+
+async def resolve_policy(document: dict[str, Any] | None, names: BlockNames) -> ResolvedPolicy:
+    """The run's policy: the document passed as a parameter (local runs, `--policy FILE`),
+    or the `RemediationPolicy` block that `blocks.policy` names (deployments), or the
+    built-in defaults when neither is given. Both at once is refused rather than letting
+    one silently win. Invalid data is a ConfigError naming the field."""
+    if document is not None and names.policy is not None:
+        raise ConfigError(
+            "policy",
+            f"both a policy document and blocks.policy={names.policy!r} were given; "
+            "pass one (deployments name the block, local runs pass a file)",
+        )
+    if names.policy is not None:
+        policy = await load_policy_block(names.policy)
+        source = f"policy block {names.policy!r}"
+    else:
+        policy = load_policy(document)
+        source = "the policy parameter" if document else "the built-in defaults"
+    return ResolvedPolicy(policy=policy, hash=policy_hash(policy), source=source)

@@ -25,11 +25,11 @@ from blocks.names import BlockNames
 from clients.errors import UpstreamError
 from core import render
 from core.approval import Approvers, approval_embed, approval_markdown
-from core.policy import Policy, load_policy
+from core.policy import Policy
 from core.records import ActionRecord, ActionStatus, ApprovalRequest, Decision
 from core.vetting import ProposedAction
 from flows.approval_input import ApprovalInput
-from flows.connections import Connections, open_connections
+from flows.connections import Connections, open_connections, resolve_policy
 from flows.execution import ActionResult, carry_out, close_cycle_if_done
 from flows.reconciler import keep_alive
 from flows.settings import ActionSettings
@@ -241,6 +241,11 @@ async def _on_failure(flow: Any, run: Any, state: Any) -> None:
             ActionStatus.PROPOSED,
             ActionStatus.AWAITING_APPROVAL,
         )
+        # Approved, launch not claimed (e.g. waiting for its host): nothing ran, and no
+        # reconciler continues a failed run without a launch intent — so it ends here.
+        stranded = (
+            record is not None and record.status is ActionStatus.APPROVED and record.job is None
+        )
         if waiting:
             await conns.ledger.set_action_status(action.action_id, ActionStatus.EXPIRED, now=now)
             await conns.ledger.record_audit(
@@ -250,6 +255,17 @@ async def _on_failure(flow: Any, run: Any, state: Any) -> None:
             text = (
                 "Nobody decided before the deadline and the approval listener did not "
                 "apply the deadline default (is it running?). Nothing was launched."
+            )
+        elif stranded:
+            await conns.ledger.set_action_status(action.action_id, ActionStatus.NOT_RUN, now=now)
+            await conns.ledger.record_audit(
+                "action_run_failed", {"message": state.message}, now=now, action_id=action.action_id
+            )
+            title = f"⚠️ Not run: {action.catalog_key} on {action.host}"
+            text = (
+                "The run failed after the approval, before its launch: "
+                f"{render.quoted(str(state.message), 800)}Nothing was launched; the next "
+                "cycle reports the issue again if it persists."
             )
         else:
             await conns.ledger.record_audit(
@@ -262,7 +278,7 @@ async def _on_failure(flow: Any, run: Any, state: Any) -> None:
                 "the reconciler continues it if a job was launched."
             )
         await _say(conns, render.notice_message(title, text, color=render.GREY))
-        if waiting:  # it ended: it may have been the cycle's last action
+        if waiting or stranded:  # it ended: it may have been the cycle's last action
             await close_cycle_if_done(conns, action.cycle_id)
 
 
@@ -275,7 +291,7 @@ async def remediate_action(
 ) -> ActionResult:
     """Ask for approval of one vetted action, then run, poll, verify and report it."""
     proposal = ProposedAction.model_validate(action)
-    checked = load_policy(policy)
+    checked = (await resolve_policy(policy, blocks)).policy
     run_id = str(flow_run.get_id())
     conns = await open_connections(blocks, NEEDED_BLOCKS)
     # The heartbeat tells the reconciler this run is alive (also while paused).
@@ -316,6 +332,10 @@ async def remediate_action(
             )
             await close_cycle_if_done(conns, proposal.cycle_id)
             return ActionResult(action_id=proposal.action_id, status="rejected", decision=decision)
+        # Decided: `approved` until the launch is claimed, also while the host is busy
+        # (the listener marks it when it applies a decision; a UI approve, a decision
+        # applied before a restart, or one the listener has not marked yet, here).
+        await ledger.mark_approved(proposal.action_id, now=datetime.now(UTC))
         return await carry_out(conns, checked, proposal, decision, settings, run_id)
 
 

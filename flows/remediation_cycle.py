@@ -27,17 +27,18 @@ from core.checks import build_queries
 from core.cost import estimate_cost
 from core.coverage import cover_issues, rejections_as_manual
 from core.detect import Detection, evaluate
+from core.errors import ConfigError
 from core.fallback import fallback_notices
 from core.logs import LogContext
 from core.models import CheckName, Issue
-from core.policy import Policy, load_policy, policy_hash
+from core.policy import Policy, policy_hash
 from core.prompt import build_analysis_request
 from core.report import ActionOutcome, CycleOutcome, CycleReport, cycle_markdown, issue_rows
 from core.vetting import Vetting, vet_actions
 from core.wire import Embed
 from flows import operator_controls
 from flows.closing import post_cycle_summary, review_attempts
-from flows.connections import Connections, add_secrets, open_connections
+from flows.connections import Connections, add_secrets, open_connections, resolve_policy
 from flows.dispatch import DispatchMode, DispatchResult, dispatch_actions
 from tasks.analysis import ask_claude
 from tasks.detection import fetch_log_context, gather_checks
@@ -420,14 +421,22 @@ async def remediation_cycle(
     controls: operator_controls.OperatorSettings = operator_controls.OperatorSettings(),  # noqa: B008
 ) -> CycleReport:
     """One pass of the runbook: find issues, ask Claude, vet, route, dispatch actions."""
-    checked = load_policy(policy)  # invalid policy fails here, naming the field
     now = datetime.now(UTC)
     cycle_id = str(flow_run.get_id() or uuid.uuid4())
+    try:  # an invalid policy fails here, naming the field
+        resolved = await resolve_policy(policy, blocks)
+    except ConfigError as exc:
+        if blocks.policy is not None:  # an edit in the UI broke it: say so, once
+            await announce_policy_state(blocks, cycle_id, now, exc)
+        raise
+    get_run_logger().info("policy %s from %s", resolved.hash, resolved.source)
     conns = await open_connections(blocks, NEEDED_BLOCKS)
     # A runner's token in a log line must be masked before the prompt too.
     await add_secrets(conns, blocks, ("awx", "semaphore"))
     async with conns:
-        cycle = _Cycle(conns, checked, cycle_id, now, controls)
+        cycle = _Cycle(conns, resolved.policy, cycle_id, now, controls)
+        if blocks.policy is not None:
+            await announce_policy_state(blocks, cycle_id, now, None, conns)
         try:
             await conns.ledger.record_cycle_start(cycle_id, flow_run_id=flow_run.get_id(), now=now)
         except UpstreamError as exc:
@@ -461,9 +470,56 @@ async def remediation_cycle(
             vetting,
             new,
             dispatch,
-            {**(dispatch_options or {}), "blocks": blocks.model_dump(), "policy": policy or {}},
+            {**(dispatch_options or {}), "blocks": blocks.model_dump(), "policy": policy},
         )
         return await cycle.finish()
+
+
+POLICY_ALERT = "policy-invalid"
+
+
+async def announce_policy_state(
+    blocks: BlockNames,
+    cycle_id: str,
+    now: datetime,
+    error: ConfigError | None,
+    conns: Connections | None = None,
+) -> None:
+    """Post once when the policy block turns invalid, and once when it is valid again
+    (the ledger's alert state remembers which was said last)."""
+    own = conns is None
+    try:
+        if conns is None:
+            conns = await open_connections(blocks, ("discord", "ledger"))
+            await conns.__aenter__()
+        changed = await conns.ledger.set_alert_state(
+            POLICY_ALERT, firing=error is not None, now=now, detail=str(error or "")[:500]
+        )
+        if changed:
+            title, text, color = (
+                (
+                    f"⚠️ Policy block {blocks.policy!r} is invalid — remediation stopped",
+                    f"{error}\nEvery run fails at its start until the block is fixed "
+                    "(`remediation-policy validate`, then `remediation-policy apply`).",
+                    render.RED,
+                )
+                if error is not None
+                else (
+                    f"✅ Policy block {blocks.policy!r} is valid again",
+                    "Cycles run normally.",
+                    render.GREEN,
+                )
+            )
+            await post_message(
+                conns.discord,
+                conns.discord_bot.approvals_channel_id,
+                [render.notice_message(title, text, cycle_id=cycle_id, color=color)],
+            )
+    except (UpstreamError, ConfigError) as exc:  # the run's own error says the rest
+        get_run_logger().error("could not report the policy state: %s", exc)
+    finally:
+        if own and conns is not None:
+            await conns.__aexit__(None, None, None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -473,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Run one remediation cycle locally (actions run in-process).",
     )
     parser.add_argument("--policy", help="policy file (YAML or JSON)")
+    parser.add_argument("--blocks", help='block names as JSON, e.g. \'{"discord": "bot"}\'')
     parser.add_argument(
         "--dispatch",
         choices=["inline", "none"],
@@ -483,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     from flows.policy_file import read_policy_file
 
     data = read_policy_file(args.policy) if args.policy else None
-    report = asyncio.run(remediation_cycle(policy=data, dispatch=args.dispatch))
+    names = BlockNames.model_validate_json(args.blocks) if args.blocks else BlockNames()
+    report = asyncio.run(remediation_cycle(policy=data, blocks=names, dispatch=args.dispatch))
     print(
         f"{report.outcome.value}: {len(report.issues)} issues, "
         f"{sum(a.dispatched for a in report.actions)} actions dispatched"

@@ -22,8 +22,8 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.logging import get_run_logger
 
 from blocks.names import BlockNames
-from core.policy import Policy, load_policy
-from flows.connections import open_connections
+from core.policy import Policy
+from flows.connections import open_connections, resolve_policy
 
 NEEDED_BLOCKS = ("ledger",)
 
@@ -47,7 +47,7 @@ async def prune_ledger(
     """
     if older_than_days <= 0:
         raise ValueError("older_than_days must be positive")
-    checked = load_policy(policy)
+    checked = (await resolve_policy(policy, blocks)).policy
     conns = await open_connections(blocks, NEEDED_BLOCKS)
     now = datetime.now(UTC)
     keep = attempt_horizon(checked)

@@ -172,6 +172,11 @@ class Demo:
         blocks = self.procs.start(
             "remediation-blocks", [sys.executable, "-m", "blocks.setup"], env=self.sandbox["env"]
         )
+        policy_file = self.workdir / "policy.yaml"
+        policy_file.write_text(yaml.safe_dump(self.policy, sort_keys=False, allow_unicode=True))
+        apply = self.procs.start(
+            "remediation-policy", [_tool("remediation-policy"), "apply", str(policy_file)]
+        )
         pool = self.procs.start(
             "work-pool", [prefect, "work-pool", "create", POOL, "--type", "process"]
         )
@@ -198,12 +203,14 @@ class Demo:
         self.say("remediation-blocks  (the REMEDIATION_* variables the sandbox printed)")
         for line in out.strip().splitlines():
             self.say(f"  {line}")
-        policy_file = self.workdir / "policy.yaml"
-        policy_file.write_text(yaml.safe_dump(self.policy, sort_keys=False, allow_unicode=True))
+        out = self.procs.finish(apply, timeout=120)
+        self.say(f"remediation-policy apply {policy_file.name}  (the RemediationPolicy block)")
+        for line in out.strip().splitlines():
+            self.say(f"  {line}")
         listener = self.procs.start(
             "listener",
             [_tool("remediation-listener"), "--poll-seconds", str(self.profile.poll_seconds),
-             "--policy", str(policy_file)],
+             "--blocks", json.dumps({"policy": "remediation-policy"})],  # apply's default
             cwd=REPO,
         )  # fmt: skip
         self.say(
@@ -224,17 +231,21 @@ class Demo:
         self.say("listener polling")
 
     def _deployment_file(self) -> str:
-        """prefect.yaml with the demo policy and settings; schedules off (the demo
+        """prefect.yaml with the demo's settings (the policy is the block every deployment
+        names, saved by `remediation-policy apply`); schedules off (the demo
         triggers its one cycle itself, and a quarter-hour must not start another)."""
         data = yaml.safe_load((REPO / "prefect.yaml").read_text())
         settings = self.profile.action_settings(self.ui)
         for d in data["deployments"]:
             params = d["parameters"] = dict(d["parameters"])
-            params["policy"] = self.policy
             for schedule in d.get("schedules") or []:
                 schedule["active"] = False
             if d["name"] == "remediation-cycle":
-                params["dispatch_options"] = {"settings": settings}
+                # the action deployment's own settings below apply (merged, not replaced);
+                # the demo runs its own listener process, so the cycle starts none
+                params["dispatch_options"] = {
+                    k: v for k, v in params["dispatch_options"].items() if k != "listener"
+                }
             elif d["name"] == "remediate-action":
                 params["settings"] = settings
             elif d["name"] == "approval-listener":

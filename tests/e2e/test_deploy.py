@@ -19,12 +19,16 @@ from typing import Any
 import pytest
 import yaml
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
 from blocks import ClaudeCredentials, DiscordBot, LedgerDatabase, PrometheusConnection, setup
 from blocks.names import BlockNames
-from core.policy import load_policy
+from blocks.policy import DEFAULT_POLICY_BLOCK
+from clients.ledger import Ledger
+from flows.dispatch import dispatch_actions
 from flows.listener_settings import ListenerSettings
 from flows.settings import ActionSettings
+from tests.flows.actions import proposal
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -70,9 +74,12 @@ async def test_prefect_deploy_all_creates_the_three_deployments(prefect_harness:
                     }
                 }
             ]
-            # block NAMES (the defaults every command uses) and the production policy
-            assert BlockNames.model_validate(d.parameters["blocks"]) == BlockNames()
-            assert load_policy(d.parameters["policy"]) == load_policy({})
+            # block NAMES (the defaults every command uses) and the policy block's name:
+            # no deployment embeds a policy, every one reads the same block
+            assert BlockNames.model_validate(d.parameters["blocks"]) == BlockNames(
+                policy=DEFAULT_POLICY_BLOCK
+            )
+            assert "policy" not in d.parameters
 
         [schedule] = cycle.schedules
         assert schedule.active and schedule.schedule.cron == "*/15 * * * *"
@@ -128,19 +135,84 @@ async def test_prefect_deploy_all_creates_the_three_deployments(prefect_harness:
             await client.delete_work_pool(POOL)
 
 
+@pytest.mark.slow
+async def test_a_dispatched_action_keeps_its_deployments_settings_and_a_listener_starts(
+    prefect_harness: str, tmp_path: Path
+) -> None:
+    """The cycle passes `settings: {deployment: ...}`; the action run still gets every
+    setting the remediate-action deployment declares. And with no listener running, the
+    dispatch starts one at once (a second dispatch, with that one due, starts none)."""
+    prefect = str(BIN / "prefect")
+    ok(await run([prefect, "work-pool", "create", POOL, "--type", "process"], prefect_harness))
+    ok(await run([prefect, "--no-prompt", "deploy", "--all"], prefect_harness))
+    data = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    [cycle] = [d for d in data["deployments"] if d["name"] == "remediation-cycle"]
+    [declared] = [d for d in data["deployments"] if d["name"] == "remediate-action"]
+    options = {
+        **cycle["parameters"]["dispatch_options"],
+        "blocks": BlockNames(policy=DEFAULT_POLICY_BLOCK).model_dump(),
+        "policy": None,
+    }
+    try:
+        async with Ledger(f"sqlite+aiosqlite:///{tmp_path}/ledger.db") as ledger:
+            first = await dispatch_actions(
+                [proposal({}, key="restart_unit", cycle_id="c1")],
+                mode="deployment",
+                options=options,
+                ledger=ledger,
+            )
+            second = await dispatch_actions(
+                [proposal({}, key="restart_unit", cycle_id="c2", unit="cron.service")],
+                mode="deployment",
+                options=options,
+                ledger=ledger,
+            )
+        assert len(first.dispatched) == len(second.dispatched) == 1, (first, second)
+        async with get_client() as client:
+            [run_id] = first.dispatched.values()
+            action_run = await client.read_flow_run(run_id)
+            listener = await client.read_deployment_by_name(options["listener"])
+            listener_runs = await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[listener.id]))
+            )
+        settings = action_run.parameters["settings"]
+        assert settings == {
+            **declared["parameters"]["settings"],
+            **cycle["parameters"]["dispatch_options"]["settings"],
+        }
+        assert settings["settle_seconds"] == declared["parameters"]["settings"]["settle_seconds"]
+        assert action_run.parameters["blocks"]["policy"] == DEFAULT_POLICY_BLOCK
+        assert action_run.parameters.get("policy") is None
+        # one listener run, started by the first dispatch; the second found it due
+        assert first.listener_run_id is not None and second.listener_run_id is None
+        assert [str(r.id) for r in listener_runs] == [first.listener_run_id]
+        assert "started-by-cycle" in listener_runs[0].tags
+    finally:
+        async with get_client() as client:
+            for d in await client.read_deployments():
+                if d.work_pool_name == POOL:
+                    for r in await client.read_flow_runs(
+                        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[d.id]))
+                    ):
+                        await client.delete_flow_run(r.id)
+                    await client.delete_deployment(d.id)
+            await client.delete_work_pool(POOL)
+
+
 def schedule_id(deployment: Any) -> Any:
     [schedule] = deployment.schedules
     return schedule.id
 
 
-def test_prefect_yaml_shares_one_policy_and_one_set_of_block_names() -> None:
-    """The listener applies the risk register: it must read the cycle's policy."""
+def test_prefect_yaml_names_one_policy_block_and_embeds_no_policy() -> None:
+    """The listener applies the risk register: it must read the cycle's policy, so every
+    deployment names the same policy block and none carries a copy of its own."""
     data = yaml.safe_load((REPO / "prefect.yaml").read_text())
     params = {d["name"]: d["parameters"] for d in data["deployments"]}
-    policies = [p["policy"] for p in params.values() if "policy" in p]  # not the watchdog's
-    assert len(policies) == len(params) - 1
-    assert all(p == policies[0] for p in policies)
+    assert not [name for name, p in params.items() if "policy" in p]
+    assert "policy" not in (data.get("definitions") or {})
     assert all(p["blocks"] == params["remediation-cycle"]["blocks"] for p in params.values())
+    assert params["remediation-cycle"]["blocks"]["policy"] == DEFAULT_POLICY_BLOCK
 
 
 # --- console entry points -------------------------------------------------------------------
