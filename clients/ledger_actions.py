@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clients.ledger_base import LedgerBase, from_ts, to_ts
 from clients.ledger_rows import decision_row, job_row, request_row, vote_row
@@ -86,6 +87,12 @@ class ActionLedger(LedgerBase):
             await conn.execute(
                 update(actions).where(actions.c.action_id == action_id).values(**values)
             )
+
+    async def mark_approved(self, action_id: str, *, now: datetime) -> bool:
+        """A decision to run was taken: `approved` until the launch is claimed. Only an
+        undecided action moves (never one launched or ended); True if this one did."""
+        async with self._tx("mark approved", write=True) as conn:
+            return await _approve(conn, action_id, to_ts(now))
 
     async def get_action(self, action_id: str) -> ActionRecord | None:
         async with self._tx("read action", write=False) as conn:
@@ -273,6 +280,13 @@ class ActionLedger(LedgerBase):
                 .where(decisions.c.action_id == action_id, decisions.c.applied_at.is_(None))
                 .values(applied_at=to_ts(now))
             )
+            choice = (
+                await conn.execute(
+                    select(decisions.c.decision).where(decisions.c.action_id == action_id)
+                )
+            ).scalar()
+            if choice == "approve":
+                await _approve(conn, action_id, to_ts(now))
 
     async def record_applied_decision(self, decision: Decision) -> Decision:
         """What Prefect actually applied replaces an unapplied intent (e.g. the UI won a
@@ -293,17 +307,23 @@ class ActionLedger(LedgerBase):
                 "intended_at": to_ts(decision.intended_at),
                 "applied_at": to_ts(decision.applied_at or decision.intended_at),
             }
-            if row is None:
+            if row is not None and row.applied_at is not None and row.decision == decision.decision:
+                applied = decision_row(row)
+            elif row is None:
                 await conn.execute(insert(decisions).values(action_id=decision.action_id, **values))
-                return decision
-            if row.applied_at is not None and row.decision == decision.decision:
-                return decision_row(row)
-            await conn.execute(
-                update(decisions)
-                .where(decisions.c.action_id == decision.action_id)
-                .values(**values)
-            )
-            return decision
+                applied = decision
+            else:
+                await conn.execute(
+                    update(decisions)
+                    .where(decisions.c.action_id == decision.action_id)
+                    .values(**values)
+                )
+                applied = decision
+            # Approved by votes, the UI or a deadline default: the action is decided now,
+            # though its launch may still wait for the host (a reject is ended by the run).
+            if applied.decision == "approve":
+                await _approve(conn, decision.action_id, values["applied_at"])
+            return applied
 
     async def clear_unapplied_decision(self, action_id: str) -> None:
         """Forget an intent that Prefect never applied (the run was re-gated)."""
@@ -313,3 +333,16 @@ class ActionLedger(LedgerBase):
                     decisions.c.action_id == action_id, decisions.c.applied_at.is_(None)
                 )
             )
+
+
+# Statuses a decision to run moves on from (never back from a launch or an end).
+UNDECIDED = (ActionStatus.PROPOSED.value, ActionStatus.AWAITING_APPROVAL.value)
+
+
+async def _approve(conn: AsyncConnection, action_id: str, at: float) -> bool:
+    done = await conn.execute(
+        update(actions)
+        .where(actions.c.action_id == action_id, actions.c.status.in_(UNDECIDED))
+        .values(status=ActionStatus.APPROVED.value, updated_at=at)
+    )
+    return done.rowcount == 1

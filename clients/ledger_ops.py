@@ -170,12 +170,15 @@ class OpsLedger(LedgerBase):
             ).scalar()
 
     async def pending_approvals(self) -> int:
-        """Actions currently waiting for a human decision."""
+        """Approval capacity in use (`Policy.max_pending_approvals`): actions awaiting a
+        decision, and approved ones still waiting for their host or a job slot — each
+        holds a live run (~100 MB) until its launch, and nothing else bounds those
+        (`max_running_jobs` counts launched jobs). The metric `approvals_pending` counts
+        only the undecided (`metric_facts`)."""
+        holding = (ActionStatus.AWAITING_APPROVAL.value, ActionStatus.APPROVED.value)
         async with self._tx("count pending approvals", write=False) as conn:
             return (
                 await conn.execute(
-                    select(func.count())
-                    .select_from(actions)
-                    .where(actions.c.status == "awaiting_approval")
+                    select(func.count()).select_from(actions).where(actions.c.status.in_(holding))
                 )
             ).scalar_one()

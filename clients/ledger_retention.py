@@ -142,6 +142,7 @@ class RetentionLedger(LedgerBase):
             running = await _count(
                 conn, select(func.count()).select_from(jobs).where(jobs.c.finished_at.is_(None))
             )
+            # Undecided requests only: `approved` (waiting for its host) is decided.
             pending = await _count(
                 conn,
                 select(func.count())

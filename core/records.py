@@ -13,7 +13,7 @@ from core.vetting import ProposedAction
 class ActionStatus(StrEnum):
     PROPOSED = "proposed"
     AWAITING_APPROVAL = "awaiting_approval"
-    APPROVED = "approved"
+    APPROVED = "approved"  # decided to run; until its launch is claimed (host or cap busy)
     REJECTED = "rejected"
     EXPIRED = "expired"
     NOT_RUN = "not_run"  # approved but stopped (kill switch, launch refused, dispatch failed)

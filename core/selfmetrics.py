@@ -86,7 +86,11 @@ class LedgerFacts(Frozen):
 
     window_seconds: float
     approvals: list[ApprovalFact] = Field(default_factory=list)
-    pending_approvals: int = 0
+    pending_approvals: int = Field(
+        default=0,
+        description="Requests no decision was applied to yet (an approved action waiting "
+        "for its host is decided: not counted).",
+    )
     jobs: list[JobFact] = Field(default_factory=list)
     running_jobs: int = 0
     verdicts: dict[str, int] = Field(default_factory=dict)

@@ -8,11 +8,11 @@ waiting for a host slot), so a run whose heartbeat has gone stale is known to be
 For each action that has a ledger record, is not finished, and has no live run:
 - no decision applied yet (it was awaiting approval) → reported expired in Discord and
   the ledger; nothing runs (a dead run cannot be resumed by an answer any more);
-- a decision applied (approved; a launch intent or job id, or nothing yet) → a fresh
-  `remediate_action` run for the same action id, through the deployment when there is
-  one, else in-process. It continues from the ledger: it polls the recorded job, or
-  finds an unrecorded one by its marker, and never launches blindly; then it verifies
-  and reports as usual.
+- a decision applied (`approved`, perhaps waiting for its host; a launch intent or job
+  id, or nothing yet) → a fresh `remediate_action` run for the same action id, through
+  the deployment when there is one, else in-process. It continues from the ledger: it
+  polls the recorded job, or finds an unrecorded one by its marker, and never launches
+  blindly; then it verifies and reports as usual.
 Stale RUNNING/PAUSED runs are marked CRASHED in Prefect, saying what happened. The take
 over is a compare-and-set on the action's heartbeat, so two reconcilers (the listener
 and a flow) never both continue one action; and an action is continued at most
