@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.settings import ActionSettings
 from sandbox.demo import run_demo
 from sandbox.demo_profile import PROFILES
 from sandbox.http import free_port
@@ -56,6 +57,12 @@ async def test_the_fast_demo_ends_with_effective_rejected_and_deadline_default(
         assert view.record.decision.decider == who and view.record.decision.via == "discord"
         assert (view.record.job.runner, view.record.job.state) == (runner, "successful")
         assert view.verdict == "effective", story
+    # The remediate-action deployment declares the fast profile's 2 s settle time and the
+    # cycle passes only `settings: {deployment: ...}`: merged, the runs still settle 2 s,
+    # not the 60 s default a replaced `settings` parameter used to leave them with.
+    for view in (nginx, disk):
+        waited = (view.verdict_at - view.record.job.finished_at).total_seconds()
+        assert PROFILES["fast"].settle_seconds <= waited < ActionSettings().settle_seconds, story
     # rejected by a person: nothing launched
     assert (postgres.record.decision.decision, postgres.record.decision.decider) == (
         "reject",
