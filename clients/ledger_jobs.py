@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, func, insert, literal, or_, select, update
+from sqlalchemy import String, and_, func, insert, literal, or_, select, update
 
 from clients.ledger_base import LedgerBase, from_ts, to_ts
 from clients.ledger_schema import (
     actions,
     attempts,
+    audit,
     decisions,
     heartbeats,
     jobs,
@@ -21,6 +23,8 @@ from core.records import (
     ActionStatus,
 )
 from core.vetting import AttemptRecord
+
+CONTINUED = "reconcile_continued"  # the audit event of a dead run's continuation
 
 
 def action_component(action_id: str) -> str:
@@ -106,15 +110,29 @@ class JobLedger(LedgerBase):
         dead_runs: Sequence[str],
         claimant: str,
         now: datetime,
+        reclaim_prefix: str | None = None,
+        reclaim_before: datetime | None = None,
     ) -> bool:
         """Take over an action whose run died: True for the one caller whose claim lands.
 
         The claim is a compare-and-set on the action's heartbeat — it succeeds only if
-        the last one is older than `stale_before` or was written by one of `dead_runs`
-        (runs known to have crashed or failed) — and it writes a fresh heartbeat by
-        `claimant`, so no other reconciler takes the action until that one goes stale.
+        the last one is older than `stale_before`, was written by one of `dead_runs`
+        (runs known to have crashed or failed), or is an earlier claim (its writer starts
+        with `reclaim_prefix`) older than `reclaim_before` — and it writes a fresh
+        heartbeat by `claimant`, so no other reconciler takes the action meanwhile.
         """
         component = action_component(action_id)
+        takeable = [
+            heartbeats.c.at < to_ts(stale_before),
+            heartbeats.c.detail.in_(list(dead_runs) or [""]),
+        ]
+        if reclaim_prefix and reclaim_before is not None:
+            takeable.append(
+                and_(
+                    heartbeats.c.detail.startswith(reclaim_prefix, autoescape=True),
+                    heartbeats.c.at < to_ts(reclaim_before),
+                )
+            )
         async with self._tx("claim dead action", write=True, lock=component) as conn:
             row = (
                 await conn.execute(select(heartbeats).where(heartbeats.c.component == component))
@@ -126,16 +144,37 @@ class JobLedger(LedgerBase):
                 return True
             done = await conn.execute(
                 update(heartbeats)
-                .where(
-                    heartbeats.c.component == component,
-                    or_(
-                        heartbeats.c.at < to_ts(stale_before),
-                        heartbeats.c.detail.in_(list(dead_runs) or [""]),
-                    ),
-                )
+                .where(heartbeats.c.component == component, or_(*takeable))
                 .values(at=to_ts(now), detail=claimant)
             )
             return done.rowcount == 1
+
+    async def record_continuation(
+        self, action_id: str, *, dead_run_id: str, detail: dict[str, Any], now: datetime
+    ) -> bool:
+        """The `reconcile_continued` audit row of one dead run, written once: True only
+        for the caller that wrote it (that one announces the continuation)."""
+        async with self._tx(
+            "record continuation", write=True, lock=f"continue:{action_id}"
+        ) as conn:
+            rows = await conn.execute(
+                select(audit.c.detail).where(
+                    audit.c.action_id == action_id, audit.c.event == CONTINUED
+                )
+            )
+            if any(json.loads(d).get("dead_run_id") == dead_run_id for d in rows.scalars()):
+                return False
+            await conn.execute(
+                insert(audit).values(
+                    at=to_ts(now),
+                    event=CONTINUED,
+                    action_id=action_id,
+                    detail=json.dumps(
+                        {**detail, "dead_run_id": dead_run_id}, default=str, sort_keys=True
+                    ),
+                )
+            )
+            return True
 
     # --- jobs: at most one launch per action ---------------------------------------------
     async def claim_launch(

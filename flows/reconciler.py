@@ -18,6 +18,13 @@ over is a compare-and-set on the action's heartbeat, so two reconcilers (the lis
 and a flow) never both continue one action; and an action is continued at most
 MAX_CONTINUATIONS times (a run that keeps dying is reported, not retried forever).
 
+A continuation is created first and announced after: its deployment run carries an
+idempotency key derived from the dead run (a second reconciler creating it gets the same
+run back), and its `reconcile_continued` row and "🔁 Continuing" notice are written once
+per dead run. A claim whose fresh run never appeared (its reconciler died in between) is
+taken again after CLAIM_WINDOW, not after the whole heartbeat window — the dead run's
+launch intent holds its host slot until the fresh run resolves it.
+
 The listener calls `reconcile(conns, policy, client, now)` once per poll; the
 `reconcile_actions` flow runs one pass on its own.
 """
@@ -28,7 +35,7 @@ from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from prefect import flow
+from prefect import flow, tags
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import (
     FlowFilter,
@@ -61,6 +68,11 @@ ACTION_TAG = "remediation-action"
 STALE_HEARTBEATS = 5  # a run that missed this many heartbeats is presumed dead
 LOOKBACK = timedelta(days=2)
 MAX_CONTINUATIONS = 3
+# A claim is written a moment before its fresh run is created; one older than this with
+# no fresh run in sight belongs to a reconciler that died, so the action is taken again.
+CLAIM_WINDOW = timedelta(seconds=20)
+CLAIMANT = "reconciler:"  # how a claim's heartbeat starts (a live run writes its run id)
+CONTINUES = "continues:"  # a fresh run's tag: the dead run it continues
 _PAGE = 200
 _MAX_PAGES = 10
 _DEAD = (StateType.CRASHED, StateType.FAILED)
@@ -181,9 +193,14 @@ class Reconciler:
         every = max((_heartbeat_seconds(r) for r in runs), default=10.0)
         return timedelta(seconds=STALE_HEARTBEATS * every)
 
+    def claim_window(self, runs: Iterable[FlowRun]) -> timedelta:
+        """How long a claim waits for its fresh run (never longer than the heartbeat
+        window: a claim must not outlive what it replaced)."""
+        return min(CLAIM_WINDOW, self.stale(runs))
+
     async def run(self, now: datetime) -> list[ReconcileOutcome]:
         """Never raises: a failure is logged and the next pass tries again (an action
-        claimed by a failed pass is retried once its claim goes stale)."""
+        claimed by a failed pass is taken again once the claim is CLAIM_WINDOW old)."""
         try:
             by_action = await action_runs(self.client, since=now - self.lookback)
             views = await self.conns.ledger.action_liveness(by_action)
@@ -213,12 +230,15 @@ class Reconciler:
             return False  # just started: give it time for its first heartbeat
         if view.heartbeat_at is None:
             return True
+        if _claimed(view):  # no fresh run came of the claim (checked above): retry soon
+            return view.heartbeat_at < now - self.claim_window(runs)
         return view.heartbeat_at < stale_before or view.heartbeat_by in dead_ids
 
     async def reconcile_one(
         self, view: ActionLiveness, runs: list[FlowRun], now: datetime
     ) -> ReconcileOutcome | None:
         if not self.is_dead(view, runs, now):
+            await self.announce_missed(view, runs, now)
             return None
         if all(_state(r) is StateType.FAILED for r in runs) and not view.launch_intent:
             return None  # failed before any launch: its failure hook told people
@@ -231,8 +251,10 @@ class Reconciler:
             view.action_id,
             stale_before=now - self.stale(runs),
             dead_runs=[str(r.id) for r in runs if _state(r) in _DEAD],
-            claimant=f"reconciler:{dead.id}",
+            claimant=f"{CLAIMANT}{dead.id}",
             now=now,
+            reclaim_prefix=CLAIMANT,
+            reclaim_before=now - self.claim_window(runs),
         )
         if not claimed:
             return None  # another reconciler took it
@@ -248,19 +270,23 @@ class Reconciler:
             outcome.outcome = "gave_up"
             await self.give_up(view, dead, now)
         else:
-            outcome.outcome = "continued"
-            outcome.via, outcome.new_run_id = await self.continue_action(view, dead, now)
-        await self.mark_crashed(runs, outcome)
+            try:
+                outcome.via, outcome.new_run_id = await self.continue_action(view, dead, now)
+                outcome.outcome = "continued"
+            except ContinuationEnded as ended:  # someone ended the fresh run (cancelled)
+                outcome.outcome = "gave_up"
+                await self.give_up(view, dead, now, ended=ended.run)
+        await self.mark_crashed(runs, outcome.outcome)
         return outcome
 
     # --- what is done --------------------------------------------------------------------
-    async def mark_crashed(self, runs: list[FlowRun], outcome: ReconcileOutcome) -> None:
+    async def mark_crashed(self, runs: list[FlowRun], outcome: str) -> None:
         """Runs Prefect still shows RUNNING or PAUSED have no process: say so."""
         then = {
             "continued": "continued by a fresh run",
             "expired": "its action expired",
             "gave_up": "not continued again",
-        }[outcome.outcome]
+        }[outcome]
         for run in runs:
             if _state(run) not in _LIVE:
                 continue
@@ -302,46 +328,92 @@ class Reconciler:
             except UpstreamError as exc:
                 log.warning("could not edit the approval message: %s", exc)
 
-    async def give_up(self, view: ActionLiveness, dead: FlowRun, now: datetime) -> None:
+    async def give_up(
+        self, view: ActionLiveness, dead: FlowRun, now: datetime, ended: FlowRun | None = None
+    ) -> None:
         record = await self.conns.ledger.get_action(view.action_id)
         assert record is not None
         action = record.proposal
+        detail: dict[str, Any] = {"dead_run_id": str(dead.id), "continuations": MAX_CONTINUATIONS}
+        if ended is not None:
+            detail["ended_run_id"] = str(ended.id)
         await self.conns.ledger.record_audit(
-            "reconcile_gave_up",
-            {"dead_run_id": str(dead.id), "continuations": MAX_CONTINUATIONS},
-            now=now,
-            action_id=view.action_id,
+            "reconcile_gave_up", detail, now=now, action_id=view.action_id
         )
         job = f" Job `{view.job_id}` was launched." if view.job_id else ""
+        why = (
+            f"Its run died (`{dead.id}`, {_state_name(dead)}) and the run that was to continue "
+            f"it ended {_state_name(ended)} (`{ended.id}`) without finishing it."
+            if ended is not None
+            else f"Its run died {MAX_CONTINUATIONS + 1} times (last: `{dead.id}`, "
+            f"{_state_name(dead)})."
+        )
         await self.say(
             f"🛑 Not continued again: {action.catalog_key} on {action.host}",
-            f"Its run died {MAX_CONTINUATIONS + 1} times (last: `{dead.id}`, "
-            f"{_state_name(dead)}).{job} Please check the runner and the host by hand.",
+            f"{why}{job} Please check the runner and the host by hand.",
             color=render.RED,
         )
 
     async def continue_action(
         self, view: ActionLiveness, dead: FlowRun, now: datetime
     ) -> tuple[str, str | None]:
-        """A fresh `remediate_action` for the same action, from the dead run's parameters."""
-        record = await self.conns.ledger.get_action(view.action_id)
-        assert record is not None
-        action = record.proposal
+        """A fresh `remediate_action` for the same action, from the dead run's parameters:
+        created first, then announced (once per dead run)."""
         params = dict(dead.parameters or {})
         deployment_id = await self._deployment(dead, params)
         via = "deployment" if deployment_id is not None else "in-process"
-        await self.conns.ledger.record_audit(
-            "reconcile_continued",
-            {
-                "dead_run_id": str(dead.id),
-                "dead_run_state": _state_name(dead),
+        new_run_id = await self.start_continuation(view, dead, params, deployment_id)
+        await self.announce(view, str(dead.id), _state_name(dead), via, now)
+        return via, new_run_id
+
+    async def start_continuation(
+        self, view: ActionLiveness, dead: FlowRun, params: dict[str, Any], deployment_id: Any
+    ) -> str | None:
+        """Create the fresh run: the step a claim stands for. Through the deployment, its
+        idempotency key is derived from the dead run, so a second reconciler creating it
+        (the first one slow, or dead after the create) gets the same run back."""
+        labels = [ACTION_TAG, f"action:{view.action_id}", "reconciled", f"{CONTINUES}{dead.id}"]
+        if deployment_id is not None:
+            run = await arun_deployment(
+                deployment_id,
+                parameters=params,
+                timeout=0,
+                as_subflow=False,
+                idempotency_key=f"reconcile-{dead.id}",
+                tags=labels,
+            )
+            if run.state is not None and run.state.is_final():
+                raise ContinuationEnded(run)  # it ran (or was cancelled) and left this undone
+            return str(run.id)
+        from flows.remediate_action import remediate_action
+
+        with tags(*labels):  # the task copies this context: its flow run carries the labels
+            task = asyncio.create_task(remediate_action(**params, return_state=True))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+        self.started.append(task)
+        return None
+
+    async def announce(
+        self, view: ActionLiveness, dead_run_id: str, dead_state: str, via: str, now: datetime
+    ) -> None:
+        """Record and post the continuation of one dead run — once, whoever calls."""
+        first = await self.conns.ledger.record_continuation(
+            view.action_id,
+            dead_run_id=dead_run_id,
+            detail={
+                "dead_run_state": dead_state,
                 "via": via,
                 "job_id": view.job_id,
                 "launch_intent": view.launch_intent,
             },
             now=now,
-            action_id=view.action_id,
         )
+        if not first:
+            return
+        record = await self.conns.ledger.get_action(view.action_id)
+        assert record is not None
+        action = record.proposal
         job = (
             f"job `{view.job_id}` is polled"
             if view.job_id
@@ -351,27 +423,33 @@ class Reconciler:
         )
         await self.say(
             f"🔁 Continuing: {action.catalog_key} on {action.host}",
-            f"The run handling this approved action died (run `{dead.id}`, "
-            f"{_state_name(dead)}). A fresh run continues it from the ledger: {job}.",
+            f"The run handling this approved action died (run `{dead_run_id}`, "
+            f"{dead_state}). A fresh run continues it from the ledger: {job}.",
             color=render.GREY,
         )
-        if deployment_id is not None:
-            run = await arun_deployment(
-                deployment_id,
-                parameters=params,
-                timeout=0,
-                as_subflow=False,
-                idempotency_key=f"reconcile-{dead.id}",
-                tags=[ACTION_TAG, f"action:{view.action_id}", "reconciled"],
-            )
-            return via, str(run.id)
-        from flows.remediate_action import remediate_action
 
-        task = asyncio.create_task(remediate_action(**params, return_state=True))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-        self.started.append(task)
-        return via, None
+    async def announce_missed(
+        self, view: ActionLiveness, runs: list[FlowRun], now: datetime
+    ) -> None:
+        """A fresh run whose reconciler died between creating and announcing it: announce
+        it now, and mark the run it continues crashed (a no-op when all went well)."""
+        fresh = [r for r in runs if _continues(r) and _state(r) not in _DEAD]
+        if not fresh:
+            return
+        run = max(fresh, key=_started)
+        dead_run_id = _continues(run)
+        assert dead_run_id is not None
+        trail = await self.conns.ledger.audit_trail(action_id=view.action_id)
+        if any(
+            e["event"] == "reconcile_continued" and e["detail"].get("dead_run_id") == dead_run_id
+            for e in trail
+        ):
+            return
+        dead = [r for r in runs if str(r.id) == dead_run_id]
+        via = "deployment" if run.deployment_id is not None else "in-process"
+        state = _state_name(dead[0]) if dead else "unknown state"
+        await self.announce(view, dead_run_id, state, via, now)
+        await self.mark_crashed(dead, "continued")
 
     async def _deployment(self, dead: FlowRun, params: dict[str, Any]) -> Any:
         if dead.deployment_id is not None:
@@ -388,6 +466,27 @@ class Reconciler:
 
 def _state_name(run: FlowRun) -> str:
     return run.state.name if run.state else "unknown state"
+
+
+def _claimed(view: ActionLiveness) -> bool:
+    """The action's last heartbeat is a reconciler's claim, not a run's."""
+    return (view.heartbeat_by or "").startswith(CLAIMANT)
+
+
+def _continues(run: FlowRun) -> str | None:
+    """The dead run a reconciler created this one to continue, if it did."""
+    for tag in run.tags or ():
+        if tag.startswith(CONTINUES):
+            return tag.removeprefix(CONTINUES)
+    return None
+
+
+class ContinuationEnded(Exception):
+    """The fresh run for a dead one already exists and has ended."""
+
+    def __init__(self, run: FlowRun) -> None:
+        super().__init__(f"run {run.id} ended {_state_name(run)}")
+        self.run = run
 
 
 async def reconcile(
