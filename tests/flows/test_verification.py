@@ -203,7 +203,7 @@ async def test_effective_and_ineffective_results_summary_and_then_a_relapse(stac
     good, fields = result(stack, "✅ EFFECTIVE: restart_unit on web-02")
     job = rec["web-02"].job
     assert good["color"] == GREEN
-    assert fields["Action"] == '`restart_unit` {"unit": "nginx.service"}'
+    assert fields["Action"] == '`restart_unit` `{"unit": "nginx.service"}`'
     assert fields["Host"] == "`web-02`"
     assert fields["Approved"] == "alice (in Discord)"
     assert fields["Job"] == f"`{job.job_id}` ([open]({job.job_url}))" and job.job_url
