@@ -57,9 +57,9 @@ from blocks.names import BlockNames
 from clients.errors import UpstreamError
 from clients.ledger_jobs import ActionLiveness
 from core import render
-from core.policy import Policy, load_policy
+from core.policy import Policy
 from core.records import ActionStatus
-from flows.connections import Connections, open_connections
+from flows.connections import Connections, open_connections, resolve_policy
 from flows.settings import ActionSettings
 from tasks.notify import post_notice
 
@@ -535,9 +535,10 @@ async def reconcile_actions(
 ) -> list[str]:
     """Find action runs that died and continue (or expire) their actions; in-process
     continuations run as subflows of this run and are awaited when `wait`."""
+    checked = (await resolve_policy(policy, blocks)).policy
     conns = await open_connections(blocks, ("discord", "ledger"))
     stale = None if stale_after_seconds is None else timedelta(seconds=stale_after_seconds)
     async with conns, get_client() as client:
         return await reconcile(
-            conns, load_policy(policy), client, datetime.now(UTC), stale_after=stale, wait=wait
+            conns, checked, client, datetime.now(UTC), stale_after=stale, wait=wait
         )
