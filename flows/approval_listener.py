@@ -39,7 +39,8 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,9 +54,10 @@ from prefect.client.schemas.filters import (
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger, get_run_logger
+from prefect.states import Cancelled
 from pydantic import BaseModel
 
 from blocks.names import BlockNames
@@ -538,6 +540,45 @@ async def run_listener(
                 return report
 
 
+@contextmanager
+def _stop_on_sigterm() -> Iterator[asyncio.Event]:
+    """An event SIGTERM sets, for as long as the block runs (main thread only; elsewhere
+    the event is simply never set).
+
+    A worker stopped as README says (`deploy/stop-worker.sh`) SIGTERMs its flow-run
+    processes first, and a cancellation from the UI SIGTERMs the run too. Left to
+    Prefect's handler, the listener is torn down wherever it is (between recording a
+    decision and resuming its run, say) and the run ends Crashed ("Execution was
+    cancelled by the runtime environment"): an alarm for a routine stop. With this, the
+    poll in hand finishes and the run ends Completed (Cancelled when it was cancelled),
+    within a second or two."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    except (ValueError, RuntimeError):  # not the main thread: nothing to install
+        previous = None
+    try:
+        yield stopping
+    finally:
+        if previous is not None:
+            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, previous)
+
+
+async def _cancelling() -> bool:
+    """Whether this run is being cancelled (then it should end Cancelled, not Completed)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return False
+    async with get_client() as client:
+        state = (await client.read_flow_run(ctx.flow_run.id)).state
+    return state is not None and state.is_cancelling()
+
+
 def _scheduled_start() -> datetime | None:
     """The scheduled start of this run when it belongs to a deployment (else None)."""
     from prefect.context import FlowRunContext
@@ -554,7 +595,7 @@ async def approval_listener(
     policy: dict[str, Any] | None = None,
     blocks: BlockNames = BlockNames(),  # noqa: B008 - an immutable pydantic default
     settings: ListenerSettings = ListenerSettings(run_seconds=DEPLOYED_RUN_SECONDS),  # noqa: B008
-) -> ListenerReport:
+) -> ListenerReport | State:
     """Poll Discord and resume paused actions for a bounded time, then return.
 
     A deployed run counts `run_seconds` from its scheduled start, so it ends just before
@@ -562,15 +603,21 @@ async def approval_listener(
     seconds = settings.run_seconds or DEPLOYED_RUN_SECONDS
     start = _scheduled_start() or datetime.now(UTC)
     until = start + timedelta(seconds=seconds)
-    checked = (await resolve_policy(policy, blocks)).policy
-    report = await run_listener(blocks, checked, settings, until=until)
-    get_run_logger().info(
+    with _stop_on_sigterm() as stopping:
+        checked = (await resolve_policy(policy, blocks)).policy
+        report = await run_listener(blocks, checked, settings, until=until, stop=stopping.is_set)
+    logger = get_run_logger()
+    logger.info(
         "listener: %d polls, %d resumed, %d reminders, %d errors",
         report.polls,
         report.resumed,
         report.reminders,
         report.errors,
     )
+    if stopping.is_set():
+        logger.info("listener: stopped by SIGTERM; the next listener run picks everything up")
+        if await _cancelling():
+            return Cancelled(message="Cancelled: the listener stopped after its last poll.")
     return report
 
 
