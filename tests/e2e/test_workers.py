@@ -186,7 +186,7 @@ async def test_a_burst_of_five_actions_spreads_over_two_limited_workers_and_runs
                     raise AssertionError(f"{exc}\n{logs}") from None
 
                 # Both workers took part of the burst, each run exactly one of them.
-                by_worker = {w.name: set(w.submitted()) & runs for w in workers}
+                by_worker = {w.name: w.took() & runs for w in workers}
                 assert by_worker["w1"] | by_worker["w2"] == runs, by_worker
                 assert not by_worker["w1"] & by_worker["w2"], by_worker
                 assert all(2 <= len(ids) <= 3 for ids in by_worker.values()), by_worker
