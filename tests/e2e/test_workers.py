@@ -4,7 +4,7 @@ project's deployments with prefect.yaml's pull step (README, "Deploying with a w
 - Stopping a worker with README's procedure (`deploy/stop-worker.sh`): it exits in
   seconds, none of its flow-run processes outlives it, and every run it had ends with a
   state — the listener Completed, a paused action Crashed, which the reconciler then
-  expires.
+  expires. Cancelling a listener run from the UI still ends it Cancelled.
 - Several workers on one pool, the Prefect server and the ledger on PostgreSQL: a burst
   of five actions spreads over two workers with `--limit`, and each action is launched
   exactly once.
@@ -21,6 +21,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Cancelling
 from pydantic import SecretStr
 
 from blocks import LedgerDatabase
@@ -123,6 +124,45 @@ async def test_stopping_a_worker_ends_each_of_its_runs_with_a_state(
     assert record is not None and record.status is ActionStatus.EXPIRED
     posts = [m.embeds[0].get("title") or "" for m in stack.discord.messages(CHANNEL_ID) if m.embeds]
     assert any(t.startswith("⏱️ Expired") for t in posts), posts
+
+
+async def test_cancelling_a_listener_run_ends_it_cancelled_within_seconds(
+    stack: Stack, work_pool: str, tmp_path: Path, prefect_harness: str
+) -> None:
+    """The listener's own SIGTERM handling must not stand in the way of a cancellation
+    from the UI: the worker SIGTERMs the run, which ends its poll and ends Cancelled."""
+    deployment = await deploy(
+        approval_listener, "t-workers-listener", work_pool,
+        {"policy": policy_with(), "blocks": stack.names.model_dump(),
+         "settings": {"poll_seconds": 1, "run_seconds": 295}},
+        concurrency_limit=1,
+    )  # fmt: skip
+    with worker_processes(prefect_harness, work_pool, tmp_path, {"w1": None}) as [worker]:
+        await worker.ready()
+        async with get_client() as client:
+            run = await client.create_flow_run_from_deployment(deployment)
+
+        async def polled() -> bool:
+            async with stack.ledger() as ledger:
+                return await ledger.last_heartbeat("listener") is not None
+
+        try:
+            await eventually(polled, timeout=150, interval=0.5, what="the listener polling")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{worker.log()}") from None
+        [child] = worker.flow_run_processes()
+        async with get_client() as client:  # what the UI's Cancel does
+            await client.set_flow_run_state(run.id, Cancelling(message="cancelled in a test"))
+
+        async def ended() -> Any:
+            state = await run_state(str(run.id))
+            return state if state.is_final() else None
+
+        state = await eventually(ended, timeout=STOP_BOUND_SECONDS, what="the run to end")
+        assert state.type is StateType.CANCELLED, (state, worker.log())
+        await eventually(lambda: not alive(child), timeout=STOP_BOUND_SECONDS,
+                         what="its process to exit")  # fmt: skip
+        assert worker.proc.poll() is None  # the worker itself runs on
 
 
 # --- several workers --------------------------------------------------------------------
