@@ -3,7 +3,7 @@
 From a deployment, each action is a run of the `remediate_action` deployment started
 with `run_deployment(..., timeout=0)` (linked as a subflow): the cycle ends in seconds
 and never holds its concurrency slot while people decide. Its parameters are the
-deployment's own, with the cycle's merged over them field by field (`core.parameters`),
+deployment's own, with the cycle's merged over them field by field (`core.run_parameters`),
 so settings the action deployment declares are kept. When no listener run is running,
 one is started (`options["listener"]` names its deployment), so the first request is
 read within a poll of a deploy. Run locally, the action subflows are gathered
@@ -31,7 +31,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from core.parameters import merge_parameters
+from core.run_parameters import merge_parameters
 from core.records import ActionStatus
 from core.vetting import ProposedAction
 

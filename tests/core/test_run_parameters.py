@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.parameters import merge_parameters
+from core.run_parameters import merge_parameters
 
 DECLARED = {
     "settings": {"settle_seconds": 5, "job_poll_seconds": 3, "ui_url": "http://ui"},
