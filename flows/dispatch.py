@@ -31,8 +31,8 @@ from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from core.run_parameters import merge_parameters
 from core.records import ActionStatus
+from core.run_parameters import merge_parameters
 from core.vetting import ProposedAction
 
 DispatchMode = Literal["auto", "deployment", "inline", "none"]

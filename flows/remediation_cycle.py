@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import time
 import uuid
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,7 +49,7 @@ from tasks.ledger import (
     confirm_reported,
     read_attempt_history,
 )
-from tasks.notify import post_message
+from tasks.notify import post_message, post_notice
 
 PROMETHEUS_ALERT = "prometheus-unreachable"
 NO_TARGETS = (
@@ -486,40 +487,38 @@ async def announce_policy_state(
     conns: Connections | None = None,
 ) -> None:
     """Post once when the policy block turns invalid, and once when it is valid again
-    (the ledger's alert state remembers which was said last)."""
-    own = conns is None
-    try:
-        if conns is None:
-            conns = await open_connections(blocks, ("discord", "ledger"))
-            await conns.__aenter__()
-        changed = await conns.ledger.set_alert_state(
-            POLICY_ALERT, firing=error is not None, now=now, detail=str(error or "")[:500]
-        )
-        if changed:
-            title, text, color = (
-                (
-                    f"⚠️ Policy block {blocks.policy!r} is invalid — remediation stopped",
-                    f"{error}\nEvery run fails at its start until the block is fixed "
-                    "(`remediation-policy validate`, then `remediation-policy apply`).",
-                    render.RED,
+    (the ledger's alert state remembers which was said last). Without `conns` (the run
+    is failing at its start) it opens only Discord and the ledger."""
+    log = get_run_logger()
+    async with AsyncExitStack() as stack:
+        try:
+            if conns is None:
+                conns = await stack.enter_async_context(
+                    await open_connections(blocks, ("discord", "ledger"))
                 )
-                if error is not None
-                else (
-                    f"✅ Policy block {blocks.policy!r} is valid again",
-                    "Cycles run normally.",
-                    render.GREEN,
-                )
+            changed = await conns.ledger.set_alert_state(
+                POLICY_ALERT, firing=error is not None, now=now, detail=str(error or "")[:500]
             )
-            await post_message(
-                conns.discord,
-                conns.discord_bot.approvals_channel_id,
-                [render.notice_message(title, text, cycle_id=cycle_id, color=color)],
+        except (UpstreamError, ConfigError) as exc:  # the run's own error says the rest
+            log.error("could not record the policy state: %s", exc)
+            return
+        if not changed:
+            return
+        if error is not None:
+            embed = render.notice_message(
+                f"⚠️ Policy block {blocks.policy!r} is invalid — remediation stopped",
+                f"{error}\nEvery run fails at its start until the block is fixed "
+                "(`remediation-policy validate`, then `remediation-policy apply`).",
+                cycle_id=cycle_id,
             )
-    except (UpstreamError, ConfigError) as exc:  # the run's own error says the rest
-        get_run_logger().error("could not report the policy state: %s", exc)
-    finally:
-        if own and conns is not None:
-            await conns.__aexit__(None, None, None)
+        else:
+            embed = render.notice_message(
+                f"✅ Policy block {blocks.policy!r} is valid again",
+                "Cycles run normally.",
+                cycle_id=cycle_id,
+                color=render.GREEN,
+            )
+        await post_notice(conns, embed, log)
 
 
 def main(argv: list[str] | None = None) -> int:
