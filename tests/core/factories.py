@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from core.analysis import ModelAction
 from core.models import CheckName, Issue, Severity
+from core.policy import Policy, policy_hash
+from core.vetting import Vetting, vet_actions
 from core.wire import ClaudeReply, TextContent, TokenUsage, ToolUseContent
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -29,6 +33,29 @@ def issue(
         labels=labels or {"instance": host},
         observed_at=NOW,
         summary=f"{check.value} {subject} on {host}",
+    )
+
+
+def vet(
+    actions: Iterable[ModelAction | dict[str, Any]],
+    issues: list[Issue],
+    policy: Policy | None = None,
+    *,
+    cycle_id: str = "c1",
+    now: datetime = NOW,
+) -> Vetting:
+    """core.vetting.vet_actions with no history and no pending approvals; `policy` defaults
+    to Policy(), dicts are read as ModelAction."""
+    policy = Policy() if policy is None else policy
+    return vet_actions(
+        [a if isinstance(a, ModelAction) else ModelAction.model_validate(a) for a in actions],
+        issues,
+        policy=policy,
+        policy_hash=policy_hash(policy),
+        history={},
+        pending_approvals=0,
+        cycle_id=cycle_id,
+        now=now,
     )
 
 

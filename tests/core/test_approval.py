@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 
-from core.analysis import ModelAction
 from core.approval import (
     APPROVE,
     REJECT,
@@ -25,10 +24,10 @@ from core.approval import (
     voters,
 )
 from core.models import Risk
-from core.policy import Policy, RiskRegister, policy_hash
+from core.policy import RiskRegister
 from core.records import Decision, Vote
-from core.vetting import ProposedAction, vet_actions
-from tests.core.factories import NOW, action, issue
+from core.vetting import ProposedAction
+from tests.core.factories import NOW, action, issue, vet
 
 REGISTER = RiskRegister()
 LOW, MEDIUM, HIGH = REGISTER.low, REGISTER.medium, REGISTER.high
@@ -55,18 +54,8 @@ def count(votes: list[Vote], level=LOW, cutoff=DEADLINE, bots=frozenset({"u-bot"
 
 
 def proposed(risk: str = "low", key: str = "restart_unit", **extra) -> ProposedAction:
-    policy = Policy()
     params = {"unit": "nginx.service"} if key == "restart_unit" else extra
-    [p] = vet_actions(
-        [ModelAction.model_validate(action(key, risk=risk, **params))],
-        [issue()],
-        policy=policy,
-        policy_hash=policy_hash(policy),
-        history={},
-        pending_approvals=0,
-        cycle_id="c1",
-        now=NOW,
-    ).approved
+    [p] = vet([action(key, risk=risk, **params)], [issue()]).approved
     return p
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from core.analysis import ManualIssue, ModelAction, NoActionNeeded
 from core.coverage import Coverage, cover_issues, rejections_as_manual
 from core.models import CheckName
-from core.policy import Policy, policy_hash
-from core.vetting import Vetting, vet_actions
-from tests.core.factories import NOW, issue
+from core.policy import Policy
+from core.vetting import Vetting
+from tests.core.factories import issue, vet
 
 POLICY = Policy()
 NGINX = issue("web-02")  # web-02|failed_unit|nginx.service
@@ -19,16 +19,7 @@ ISSUES = [NGINX, SSH, CRON, DISK]
 
 
 def _vet(*actions: ModelAction) -> Vetting:
-    return vet_actions(
-        list(actions),
-        ISSUES,
-        policy=POLICY,
-        policy_hash=policy_hash(POLICY),
-        history={},
-        pending_approvals=0,
-        cycle_id="c",
-        now=NOW,
-    )
+    return vet(actions, ISSUES, POLICY, cycle_id="c")
 
 
 def _restart(host: str, unit: str, fps: list[str]) -> ModelAction:

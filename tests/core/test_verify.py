@@ -8,10 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from core.analysis import ModelAction
 from core.checks import DetectionSettings, ThresholdRule
 from core.models import CheckName, Severity
-from core.policy import Policy, policy_hash
 from core.records import ActionRecord, ActionStatus, ApprovalRequest, Decision, JobRecord
 from core.verify import (
     Recheck,
@@ -30,9 +28,8 @@ from core.verify import (
     verification_request,
     window_duration,
 )
-from core.vetting import vet_actions
 from core.wire import ClaudeReply, Sample, TokenUsage, ToolUseContent
-from tests.core.factories import NOW, action, issue
+from tests.core.factories import NOW, action, issue, vet
 
 S = DetectionSettings()  # default rules: cpu > 90 for 5m, memory < 10, failed_unit == 1, ...
 UNIT = issue()  # web-02|failed_unit|nginx.service, value 1
@@ -211,19 +208,9 @@ def test_seen_case_each_restart_is_verified_on_its_own_unit_only() -> None:
     fail2ban.service did not. Each verdict reads its own unit, not the other's."""
     webapp = issue("app-01", CheckName.INACTIVE_UNIT, "webapp.service")
     fail2ban = issue("app-01", CheckName.INACTIVE_UNIT, "fail2ban.service")
-    policy = Policy()
-    restart_webapp, restart_fail2ban = vet_actions(
-        [
-            ModelAction.model_validate(action(host="app-01", unit=u))
-            for u in ("webapp.service", "fail2ban.service")
-        ],
+    restart_webapp, restart_fail2ban = vet(
+        [action(host="app-01", unit=u) for u in ("webapp.service", "fail2ban.service")],
         [webapp, fail2ban],
-        policy=policy,
-        policy_hash=policy_hash(policy),
-        history={},
-        pending_approvals=0,
-        cycle_id="c1",
-        now=NOW,
     ).approved
 
     def inactive(name: str, value: float) -> Sample:
@@ -244,16 +231,7 @@ def test_seen_case_each_restart_is_verified_on_its_own_unit_only() -> None:
 
 
 def test_an_addressed_issue_without_an_answer_is_unknown() -> None:
-    [a] = vet_actions(
-        [ModelAction.model_validate(action())],
-        [UNIT],
-        policy=Policy(),
-        policy_hash=policy_hash(Policy()),
-        history={},
-        pending_approvals=0,
-        cycle_id="c1",
-        now=NOW,
-    ).approved
+    [a] = vet([action()], [UNIT]).approved
     r = action_recheck(a, S, {"web-02|failed_unit|cron.service": (answers([unit_state(0)]), [])})
     assert r.still_breaching is None
     assert r.detail == "re-check query failed: no re-check answer for this issue"
@@ -349,17 +327,7 @@ def test_read_verdict() -> None:
 
 # --- result embed and action report ---------------------------------------------------------
 def proposed():
-    policy = Policy()
-    [a] = vet_actions(
-        [ModelAction.model_validate(action())],
-        [UNIT],
-        policy=policy,
-        policy_hash=policy_hash(policy),
-        history={},
-        pending_approvals=0,
-        cycle_id="c1",
-        now=NOW,
-    ).approved
+    [a] = vet([action()], [UNIT]).approved
     return a
 
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from core.analysis import ModelAction
 from core.catalog import DEFAULT_CATALOG, CatalogEntry, ParamSpec
 from core.models import CheckName, Issue
-from core.policy import Policy, policy_hash
-from core.vetting import ProposedAction, Vetting, vet_actions
-from tests.core.factories import NOW, action, issue
+from core.policy import Policy
+from core.vetting import ProposedAction, Vetting
+from tests.core import factories
+from tests.core.factories import action, issue
 
 # Limits out of the way: these tests are about binding, not about counting.
 ROOMY = Policy(max_actions_per_cycle=10_000, max_actions_per_host=100, max_pending_approvals=10_000)
@@ -33,16 +33,7 @@ KEY_OF = {
 
 
 def vet(actions: list[dict[str, Any]], issues: list[Issue], policy: Policy = ROOMY) -> Vetting:
-    return vet_actions(
-        [ModelAction.model_validate(a) for a in actions],
-        issues,
-        policy=policy,
-        policy_hash=policy_hash(policy),
-        history={},
-        pending_approvals=0,
-        cycle_id="c1",
-        now=NOW,
-    )
+    return factories.vet(actions, issues, policy)
 
 
 def proposal(key: str, host: str, params: dict[str, Any], fps: list[str]) -> dict[str, Any]:
