@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.analysis import ModelAction
 from core.models import CheckName, Issue, Severity
 from core.policy import Policy, policy_hash
-from core.vetting import Vetting, vet_actions
+from core.records import ApprovalRequest
+from core.verify import Recheck, Verification
+from core.vetting import ProposedAction, Vetting, vet_actions
 from core.wire import ClaudeReply, TextContent, TokenUsage, ToolUseContent
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -56,6 +58,48 @@ def vet(
         pending_approvals=0,
         cycle_id=cycle_id,
         now=now,
+    )
+
+
+def approval_request(
+    a: ProposedAction, deadline: datetime, requested_at: datetime = NOW
+) -> ApprovalRequest:
+    """The approval request for `a`, posted as message 2 in channel 1 by flow run "fr"."""
+    return ApprovalRequest(
+        action_id=a.action_id,
+        channel_id="1",
+        message_id="2",
+        flow_run_id="fr",
+        risk=a.risk,
+        deadline=deadline,
+        policy_hash=a.policy_hash,
+        requested_at=requested_at,
+    )
+
+
+def unit_recheck(still_breaching: bool, value: float, data_points: int = 3) -> Recheck:
+    """The re-check of issue()'s failed nginx.service (1 before the job): now `value`."""
+    return Recheck(
+        fingerprint=issue().fingerprint,
+        check="failed_unit",
+        subject="nginx.service",
+        still_breaching=still_breaching,
+        before=1,
+        value=value,
+        data_points=data_points,
+        detail=f"now {value}",
+    )
+
+
+def verification(verdict: str, recheck: Recheck, **fields: Any) -> Verification:
+    """A verification explained "why" that took one second from NOW."""
+    return Verification(
+        verdict=verdict,
+        explanation="why",
+        recheck=recheck,
+        started_at=NOW,
+        finished_at=NOW + timedelta(seconds=1),
+        **fields,
     )
 
 

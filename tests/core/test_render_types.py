@@ -26,13 +26,13 @@ from core.fallback import FallbackEmbed, degrades, fallback_notices, render_or_p
 from core.models import CheckName
 from core.params import code_span, inline, parameters_inline, parameters_json, value_text
 from core.policy import RiskRegister, load_policy, policy_hash
-from core.records import ActionRecord, ActionStatus, ApprovalRequest, Decision, JobRecord
+from core.records import ActionRecord, ActionStatus, Decision, JobRecord
 from core.report import ActionOutcome, CycleOutcome, CycleReport, cycle_markdown
-from core.verify import Recheck, Verification, action_report, result_embed
+from core.verify import action_report, result_embed
 from core.vetting import ProposedAction, vet_actions
 from core.wire import Embed
 from sandbox.discord_payload import check_message
-from tests.core.factories import NOW, issue
+from tests.core.factories import NOW, approval_request, issue, unit_recheck, verification
 
 # --- generated values, per catalog type ---------------------------------------------------
 UNTRUSTED = [
@@ -170,23 +170,7 @@ DEADLINE = NOW + timedelta(minutes=5)
 DECISION = Decision(
     action_id="x", decision="approve", decider="alice", via="discord", intended_at=NOW
 )
-RECHECK = Recheck(
-    fingerprint=UNIT.fingerprint,
-    check="failed_unit",
-    subject="nginx.service",
-    still_breaching=False,
-    before=1,
-    value=0,
-    data_points=3,
-    detail="now 0",
-)
-VERIFICATION = Verification(
-    verdict="effective",
-    explanation="why",
-    recheck=RECHECK,
-    started_at=NOW,
-    finished_at=NOW + timedelta(seconds=1),
-)
+VERIFICATION = verification("effective", unit_recheck(False, 0))
 
 
 def summary(actions: list[ProposedAction]) -> list[Embed]:
@@ -223,16 +207,7 @@ def record(a: ProposedAction) -> ActionRecord:
         flow_run_id="fr",
         created_at=NOW,
         updated_at=NOW,
-        request=ApprovalRequest(
-            action_id=a.action_id,
-            channel_id="1",
-            message_id="2",
-            flow_run_id="fr",
-            risk=a.risk,
-            deadline=DEADLINE,
-            policy_hash=a.policy_hash,
-            requested_at=NOW,
-        ),
+        request=approval_request(a, DEADLINE),
         job=JobRecord(
             action_id=a.action_id, runner="awx", template="30", marker="m", intent_at=NOW
         ),

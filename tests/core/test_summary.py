@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from core.policy import Policy
-from core.records import ActionRecord, ActionStatus, ApprovalRequest, Decision, JobRecord
+from core.records import ActionRecord, ActionStatus, Decision, JobRecord
 from core.summary import (
     AttemptDetail,
     cycle_summary_embed,
@@ -15,7 +15,7 @@ from core.summary import (
     exhausted,
 )
 from core.vetting import AttemptRecord
-from tests.core.factories import NOW, issue
+from tests.core.factories import NOW, approval_request, issue
 from tests.core.test_verify import proposed
 
 T = timedelta(seconds=1)
@@ -30,16 +30,7 @@ def record(status: ActionStatus, *, job: str | None = "successful", action_id: s
         flow_run_id="fr",
         created_at=NOW,
         updated_at=NOW + 40 * T,
-        request=ApprovalRequest(
-            action_id=a.action_id,
-            channel_id="1",
-            message_id="2",
-            flow_run_id="fr",
-            risk=a.risk,
-            deadline=NOW + 300 * T,
-            policy_hash=a.policy_hash,
-            requested_at=NOW + 1 * T,
-        ),
+        request=approval_request(a, NOW + 300 * T, requested_at=NOW + 1 * T),
         decision=Decision(
             action_id=a.action_id,
             decision="approve" if job else "reject",

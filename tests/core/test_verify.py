@@ -10,7 +10,7 @@ import pytest
 
 from core.checks import DetectionSettings, ThresholdRule
 from core.models import CheckName, Severity
-from core.records import ActionRecord, ActionStatus, ApprovalRequest, Decision, JobRecord
+from core.records import ActionRecord, ActionStatus, Decision, JobRecord
 from core.verify import (
     Recheck,
     Verification,
@@ -29,7 +29,8 @@ from core.verify import (
     window_duration,
 )
 from core.wire import ClaudeReply, Sample, TokenUsage, ToolUseContent
-from tests.core.factories import NOW, action, issue, vet
+from tests.core import factories
+from tests.core.factories import NOW, action, approval_request, issue, unit_recheck, vet
 
 S = DetectionSettings()  # default rules: cpu > 90 for 5m, memory < 10, failed_unit == 1, ...
 UNIT = issue()  # web-02|failed_unit|nginx.service, value 1
@@ -342,30 +343,18 @@ DECISION = Decision(
 
 
 def verification(verdict: str, recheck: Recheck, note: str = "") -> Verification:
-    return Verification(
-        verdict=verdict,
-        explanation="why",
-        recheck=recheck,
+    return factories.verification(
+        verdict,
+        recheck,
         note=note,
         claude_verdict="effective",
         logs_status="ok",
         window_seconds=3.2,
-        started_at=NOW,
-        finished_at=NOW + timedelta(seconds=1),
     )
 
 
 def test_result_embed_has_every_field_and_the_verdict_colour() -> None:
-    r = Recheck(
-        fingerprint=UNIT.fingerprint,
-        check="failed_unit",
-        subject="nginx.service",
-        still_breaching=True,
-        before=1,
-        value=1,
-        data_points=3,
-        detail="now 1",
-    )
+    r = unit_recheck(True, 1)
     e = result_embed(
         action=proposed(),
         decision=DECISION,
@@ -396,16 +385,7 @@ def test_action_report_tells_the_whole_story() -> None:
         flow_run_id="fr",
         created_at=NOW,
         updated_at=NOW + timedelta(seconds=30),
-        request=ApprovalRequest(
-            action_id=a.action_id,
-            channel_id="1",
-            message_id="2",
-            flow_run_id="fr",
-            risk=a.risk,
-            deadline=NOW + timedelta(minutes=5),
-            policy_hash=a.policy_hash,
-            requested_at=NOW,
-        ),
+        request=approval_request(a, NOW + timedelta(minutes=5)),
         job=JobRecord(
             action_id=a.action_id,
             runner="awx",
@@ -419,16 +399,7 @@ def test_action_report_tells_the_whole_story() -> None:
             state="successful",
         ),
     )
-    r = Recheck(
-        fingerprint=UNIT.fingerprint,
-        check="failed_unit",
-        subject="nginx.service",
-        still_breaching=False,
-        before=1,
-        value=0,
-        data_points=5,
-        detail="now 0",
-    )
+    r = unit_recheck(False, 0, data_points=5)
     md = action_report(
         record,
         decision=DECISION,
