@@ -26,11 +26,11 @@ from pydantic import ValidationError
 
 from core.analysis import ModelAction
 from core.models import CheckName, Issue, Severity
-from core.policy import Policy, policy_hash
+from core.policy import Policy
 from core.records import ActionStatus, ApprovalRequest
 from core.report import CycleOutcome
 from core.selfmetrics import LedgerFacts, build_metrics, render_text
-from core.vetting import ProposedAction, vet_actions
+from core.vetting import ProposedAction
 from flows import operator_controls
 from flows.operator_controls import OperatorSettings
 from flows.remediation_cycle import remediation_cycle
@@ -39,6 +39,7 @@ from flows.watchdog import remediation_watchdog
 from sandbox.http import free_port
 from tasks.controls import set_kill_switch
 from tasks.selfmetrics import push_metrics
+from tests.core.factories import vet
 from tests.fixtures.loki_discord import CHANNEL_ID
 from tests.fixtures.stack import FAST_POLICY, FAST_SETTINGS, Stack
 from tests.flows.helpers import approval_messages, eventually, listener, titles
@@ -99,13 +100,10 @@ def proposal(host: str, unit: str) -> ProposedAction:
         severity=Severity.CRITICAL,
         observed_at=datetime.now(UTC),
     )
-    [p] = vet_actions(
+    [p] = vet(
         [ModelAction(catalog_key="restart_unit", host=host, risk="low", parameters={"unit": unit})],
         [found],
-        policy=policy,
-        policy_hash=policy_hash(policy),
-        history={},
-        pending_approvals=0,
+        policy,
         cycle_id="other-cycle",
         now=datetime.now(UTC),
     ).approved

@@ -25,10 +25,9 @@ from blocks import PrometheusConnection
 from core.analysis import ModelAction
 from core.checks import DetectionSettings
 from core.models import CheckName, Issue, Severity
-from core.policy import load_policy, policy_hash
+from core.policy import load_policy
 from core.report import CycleOutcome, CycleReport
 from core.verify import evaluate_recheck, recheck_queries
-from core.vetting import vet_actions
 from flows.connections import open_connections
 from flows.remediate_action import remediate_action
 from flows.remediation_cycle import remediation_cycle
@@ -36,6 +35,7 @@ from flows.settings import ActionSettings
 from flows.verification import Verifier
 from sandbox.anthropic_wire import tool_answer
 from sandbox.jobs import JobTemplate, Phase, Script
+from tests.core.factories import vet
 from tests.fixtures.loki_discord import CHANNEL_ID
 from tests.fixtures.stack import FAST_POLICY, FAST_SETTINGS, Stack
 from tests.flows.helpers import approval_messages, eventually, listener
@@ -422,16 +422,7 @@ def vetted(cycle_id: str, host: str = "web-02") -> Any:
         reason="unit failed",
         expected_outcome="unit active",
     )
-    [action] = vet_actions(
-        [model],
-        [unit],
-        policy=policy,
-        policy_hash=policy_hash(policy),
-        history={},
-        pending_approvals=0,
-        cycle_id=cycle_id,
-        now=datetime.now(UTC),
-    ).approved
+    [action] = vet([model], [unit], policy, cycle_id=cycle_id, now=datetime.now(UTC)).approved
     return action
 
 
@@ -494,16 +485,7 @@ async def test_a_restart_is_verified_on_its_own_unit_not_on_the_hosts_other_unit
         reason="nginx failed",
         expected_outcome="nginx active",
     )
-    [restart] = vet_actions(
-        [model],
-        issues,
-        policy=policy,
-        policy_hash=policy_hash(policy),
-        history={},
-        pending_approvals=0,
-        cycle_id="c-two-units",
-        now=datetime.now(UTC),
-    ).approved
+    [restart] = vet([model], issues, policy, cycle_id="c-two-units", now=datetime.now(UTC)).approved
     job_end = datetime.now(UTC)
     stack.fleet.patch("web-02", {"units": {"nginx.service": {"state": "active"}}})
     await stack.scraped(
