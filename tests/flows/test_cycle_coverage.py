@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from blocks import PrometheusConnection
 from core.report import CycleOutcome, CycleReport
 from sandbox.anthropic import tool_answer
 from tests.fixtures.loki_discord import CHANNEL_ID
@@ -26,7 +25,7 @@ from tests.fixtures.stack import FAST_SETTINGS, Stack
 from tests.flows.actions import paused_runs, resume
 from tests.flows.helpers import approval_messages, titles
 from tests.reliability.stand_ins import FAILED_UNIT_QUERY, PrometheusProxy, failed_units
-from tests.reliability.support import cycle, posts, rows, text
+from tests.reliability.support import cycle, posts, proxied_prometheus, rows, text
 
 NGINX = "web-02|failed_unit|nginx.service"
 CRON = "web-01|failed_unit|cron.service"
@@ -44,14 +43,8 @@ REASON = "a planned restart by the deploy job; it comes back within minutes"
 @pytest.fixture
 async def proxy(stack: Stack) -> AsyncIterator[PrometheusProxy]:
     """A Prometheus in front of the real one, saved as the stack's Prometheus block."""
-    server = PrometheusProxy(stack.prometheus.url).start()
-    await PrometheusConnection(url=server.url, timeout_seconds=1).asave(
-        stack.names.prometheus, overwrite=True
-    )
-    try:
+    async with proxied_prometheus(stack) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def failing(proxy: PrometheusProxy, *fps: str) -> None:

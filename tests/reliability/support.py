@@ -1,10 +1,13 @@
-"""Shared by the reliability tests: running a cycle, and reading what a human sees (Discord)
-and what the ledger holds afterwards (every row of every table, read with sqlite3)."""
+"""Shared by the reliability tests: running a cycle (with a Prometheus proxy in front if
+need be), and reading what a human sees (Discord) and what the ledger holds afterwards
+(every row of every table, read with sqlite3)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -17,12 +20,14 @@ from prefect.client.schemas.filters import (
 )
 from sqlalchemy.engine import make_url
 
+from blocks import PrometheusConnection
 from blocks.names import BlockNames
 from core.models import Issue
 from core.report import CycleReport
 from flows.remediation_cycle import remediation_cycle
 from tests.fixtures.loki_discord import CHANNEL_ID
 from tests.fixtures.stack import FAST_POLICY, NAMES, Stack, save_blocks
+from tests.reliability.stand_ins import PrometheusProxy
 
 NGINX = "web-02|failed_unit|nginx.service"
 NGINX_FAILED = 'node_systemd_unit_state{instance="web-02",name="nginx.service",state="failed"} == 1'
@@ -128,3 +133,16 @@ async def cycle_report_artifact(cycle_id: str) -> str:
         )
     assert artifacts, f"no cycle report for {cycle_id}"
     return str(artifacts[0].data)
+
+
+@asynccontextmanager
+async def proxied_prometheus(stack: Stack) -> AsyncIterator[PrometheusProxy]:
+    """A Prometheus in front of the real one, saved as the stack's Prometheus block."""
+    server = PrometheusProxy(stack.prometheus.url).start()
+    await PrometheusConnection(url=server.url, timeout_seconds=1).asave(
+        stack.names.prometheus, overwrite=True
+    )
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -27,7 +27,6 @@ from blocks import (
     AwxConnection,
     ClaudeCredentials,
     LedgerDatabase,
-    PrometheusConnection,
     SemaphoreConnection,
 )
 from clients.claude import DEFAULT_MODEL, ClaudeClient
@@ -37,11 +36,11 @@ from core import render
 from core.analysis import AnalysisUnreadable, read_analysis
 from core.catalog import UNIT, Runner
 from core.logs import LogContext
-from core.policy import RiskRegister, load_policy, policy_hash
+from core.policy import RiskRegister, load_policy
 from core.prompt import build_analysis_request
 from core.records import ActionStatus, Decision
 from core.report import CycleOutcome
-from core.vetting import ProposedAction, vet_actions
+from core.vetting import ProposedAction
 from flows.connections import open_connections
 from flows.reconciler import reconcile
 from flows.remediate_action import remediate_action
@@ -61,6 +60,7 @@ from sandbox.jobs import JobTemplate, Phase, Script
 from sandbox.loki import LokiServer
 from sandbox.semaphore import SemaphoreServer
 from tasks.detection import fetch_log_context
+from tests.core.factories import vet
 from tests.fixtures.anthropic import ANTHROPIC_TEST_KEY
 from tests.fixtures.jobs import AWX_TOKEN, SEMAPHORE_PROJECT, SEMAPHORE_TOKEN, job_templates
 from tests.fixtures.loki_discord import CHANNEL_ID
@@ -83,6 +83,7 @@ from tests.reliability.support import (
     fresh_stack,
     open_fingerprints,
     posts,
+    proxied_prometheus,
     rows,
     seed_reported_episode,
     text,
@@ -104,14 +105,8 @@ EVERY_QUERY = {
 @pytest.fixture
 async def proxy(stack: Stack) -> Any:
     """A Prometheus in front of the real one, saved as the stack's Prometheus block."""
-    server = PrometheusProxy(stack.prometheus.url).start()
-    await PrometheusConnection(url=server.url, timeout_seconds=1).asave(
-        stack.names.prometheus, overwrite=True
-    )
-    try:
+    async with proxied_prometheus(stack) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("fault", list(EVERY_QUERY))
@@ -448,16 +443,7 @@ async def test_every_malformed_answer_is_read_item_by_item_or_handed_to_a_human(
         return
     analysis = read_analysis(reply)
     assert len(analysis.actions) == expected
-    vetting = vet_actions(
-        analysis.actions,
-        [issue],
-        policy=policy,
-        policy_hash=policy_hash(policy),
-        history={},
-        pending_approvals=0,
-        cycle_id="c",
-        now=datetime.now(UTC),
-    )
+    vetting = vet(analysis.actions, [issue], policy, cycle_id="c", now=datetime.now(UTC))
     assert [(a.catalog_key, a.parameters) for a in vetting.approved] == [
         ("restart_unit", {"unit": "nginx.service"})
     ] * expected
