@@ -6,29 +6,22 @@ expired and never runs; live runs are left alone; two reconcilers continue once.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from subprocess import Popen
 from typing import Any
-from uuid import UUID
 
-import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import StateType
 from prefect.deployments import arun_deployment
 from prefect.states import Crashed
 
 from clients.ledger import Ledger
 from core.policy import load_policy
 from core.records import ActionStatus
-from flows.connections import Connections, open_connections
 from flows.reconciler import (
     MAX_CONTINUATIONS,
     reconcile,
@@ -53,68 +46,26 @@ from tests.flows.launch_support import (
     scripted,
     text_of,
 )
+from tests.flows.reconcile_support import (
+    action_runs,
+    heartbeat,
+    kill_9,
+    listener_connections,
+    module_process,
+    run_is,
+    run_state,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 NGINX_FAILED = 'node_systemd_unit_state{instance="web-02",name="nginx.service",state="failed"} == 1'
 LAUNCH_10 = r"/api/v2/job_templates/10/launch/"
 STALE = timedelta(seconds=5 * SETTINGS["heartbeat_seconds"])
 
 
-@contextmanager
-def action_process(api_url: str, params: dict[str, Any], log: Path) -> Iterator[subprocess.Popen]:
+def action_process(
+    api_url: str, params: dict[str, Any], log: Path
+) -> AbstractContextManager[Popen]:
     """`remediate_action` in a process of its own, against the harness's API."""
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.flows.launch_action_process"],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env={**os.environ, "PREFECT_API_URL": api_url},
-        )
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(params).encode())
-        proc.stdin.close()
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=30)
-
-
-def kill_9(proc: subprocess.Popen) -> None:
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL
-
-
-@asynccontextmanager
-async def listener_connections(stack: Stack) -> AsyncIterator[Connections]:
-    """What the approval listener holds: Discord and the ledger."""
-    conns = await open_connections(stack.names, ("discord", "ledger"))
-    async with conns:
-        yield conns
-
-
-async def action_runs(action_id: str) -> list[FlowRun]:
-    async with get_client() as client:
-        return await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"action:{action_id}"]))
-        )
-
-
-async def run_state(run_id: str) -> StateType:
-    async with get_client() as client:
-        run = await client.read_flow_run(UUID(run_id))
-    assert run.state is not None
-    return run.state.type
-
-
-async def heartbeat(stack: Stack, action_id: str) -> tuple[datetime, str]:
-    async with stack.ledger() as ledger:
-        view = (await ledger.action_liveness([action_id]))[action_id]
-    assert view.heartbeat_at is not None and view.heartbeat_by is not None
-    return view.heartbeat_at, view.heartbeat_by
+    return module_process("tests.flows.launch_action_process", api_url, params, log)
 
 
 async def until_stale(stack: Stack, action_id: str) -> str:
@@ -238,7 +189,7 @@ async def test_a_deployed_run_killed_while_polling_crashes_and_is_continued_on_i
     job_id = await eventually(job_recorded, timeout=90, what="the job id")
     [pid] = action_worker.flow_run_processes()  # the one run serve is executing
     os.kill(pid, signal.SIGKILL)  # the flow run's process dies; its "worker" survives
-    await eventually(lambda: _is(first.id, StateType.CRASHED), what="the run CRASHED")
+    await eventually(lambda: run_is(first.id, StateType.CRASHED), what="the run CRASHED")
     assert not stack.awx.job(job_id).terminal  # killed while its job still ran
 
     async with listener_connections(stack) as conns, get_client() as client:
@@ -264,11 +215,7 @@ async def test_a_deployed_run_killed_while_polling_crashes_and_is_continued_on_i
     [fresh] = [r for r in runs if r.id != first.id]
     assert fresh.deployment_id == first.deployment_id and "reconciled" in fresh.tags
     # its last steps (cycle close, artifacts) follow the result post: wait, do not race
-    await eventually(lambda: _is(fresh.id, StateType.COMPLETED), what="the fresh run COMPLETED")
-
-
-async def _is(run_id: Any, state: StateType) -> bool:
-    return await run_state(str(run_id)) is state
+    await eventually(lambda: run_is(fresh.id, StateType.COMPLETED), what="the fresh run COMPLETED")
 
 
 async def test_an_action_whose_runs_keep_dying_is_reported_once_and_not_continued(
@@ -304,13 +251,6 @@ async def test_an_action_whose_runs_keep_dying_is_reported_once_and_not_continue
     assert "Job `77` was launched" in text_of(stop)
     assert stack.awx.received() == []  # no launch, no poll
     assert (await record(stack, action.action_id)).status is ActionStatus.RUNNING
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
-    return request.getfixturevalue("postgres_url")
 
 
 async def test_the_take_over_of_a_dead_action_lands_once_on_either_database(

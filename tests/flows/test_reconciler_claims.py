@@ -10,15 +10,12 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from subprocess import Popen
 from typing import Any
 
-import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import arun_deployment
@@ -46,43 +43,26 @@ from tests.flows.launch_support import (
     scripted,
     text_of,
 )
-from tests.flows.test_reconciler import (
+from tests.flows.reconcile_support import (
     action_runs,
     heartbeat,
     kill_9,
     listener_connections,
+    module_process,
+    run_is,
     run_state,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_30 = r"/api/v2/job_templates/30/launch/"
 # What the listener runs the reconciler with: the old code left a dead claim this long.
 LISTENER_STALE = timedelta(seconds=ListenerSettings().action_heartbeat_stale_seconds)
 
 
-@contextmanager
 def reconciler_process(
     api_url: str, options: dict[str, Any], log: Path
-) -> Iterator[subprocess.Popen]:
+) -> AbstractContextManager[Popen]:
     """One reconciler pass in a process of its own that holds at the create step."""
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.flows.reconcile_process"],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env={**os.environ, "PREFECT_API_URL": api_url},
-        )
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(options).encode())
-        proc.stdin.close()
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=30)
+    return module_process("tests.flows.reconcile_process", api_url, options, log)
 
 
 async def held_at_create(stack: Stack, api_url: str, tmp_path: Path, pause: str) -> dict[str, Any]:
@@ -137,7 +117,7 @@ async def test_a_reconciler_killed_between_claim_and_create_is_taken_over_prompt
     await eventually(lambda: stack.awx.received("POST", LAUNCH_30), what="the launch request")
     [pid] = action_worker.flow_run_processes()
     os.kill(pid, signal.SIGKILL)  # between the intent and the job id; its worker lives
-    await eventually(lambda: _is(dead.id, StateType.CRASHED), timeout=60, what="CRASHED")
+    await eventually(lambda: run_is(dead.id, StateType.CRASHED), timeout=60, what="CRASHED")
     await eventually(lambda: stack.awx.launches(30) == 1, what="AWX to create the job")
     assert (await record(stack, first.action_id)).job.job_id is None  # type: ignore[union-attr]
 
@@ -261,17 +241,6 @@ async def test_a_fresh_run_someone_cancelled_ends_the_take_overs_with_one_notice
     assert embeds(stack, "🔁 Continuing") == []
     assert [r.id for r in await action_runs(action.action_id)] == [dead.id]  # none created
     assert stack.awx.launches(30) == 0
-
-
-async def _is(run_id: Any, state: StateType) -> bool:
-    return await run_state(str(run_id)) is state
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
-    return request.getfixturevalue("postgres_url")
 
 
 async def test_a_dead_claim_is_taken_again_after_its_window_and_continuations_recorded_once(
