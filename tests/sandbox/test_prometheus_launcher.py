@@ -134,8 +134,12 @@ def test_backfill_then_live_scraping_continues_the_series() -> None:
         prom.start(scrapes=2)  # irate needs two live scrapes of every host
         with prom:
             cpu = prom.query(CPU_1S)
-            got = {r["metric"]["instance"]: round(float(r["value"][1])) for r in cpu}
-            assert got == {"web-01": 95, "web-02": 10, "db-01": 10}
+            got = {r["metric"]["instance"]: float(r["value"][1]) for r in cpu}
+            # irate over two live scrapes: a scrape answered late on a busy machine moves
+            # the busy share a few points (13 for 10 seen under load); the spike stays clear
+            want = {"web-01": 95, "web-02": 10, "db-01": 10}
+            assert got.keys() == want.keys()
+            assert all(abs(got[h] - want[h]) <= 5 for h in want), got
             # The live samples continue the backfilled counters: no reset across the seam.
             assert prom.query_value("sum(resets(node_cpu_seconds_total[10m]))") == 0
             assert prom.query_value('count_over_time(up{instance="web-02"}[10m])') > 180 / 5
