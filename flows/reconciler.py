@@ -2,8 +2,9 @@
 
 Prefect does not re-run such a run (`retries=0`): it ends CRASHED when its worker
 survives, and stays RUNNING or PAUSED when the worker died too. A live action run writes
-a heartbeat to the ledger every `heartbeat_seconds` (`keep_alive`, also while paused or
-waiting for a host slot), so a run whose heartbeat has gone stale is known to be dead.
+a heartbeat to the ledger every `heartbeat_seconds` (`flows.heartbeat.keep_alive`, also
+while paused or waiting for a host slot), so a run whose heartbeat has gone stale is
+known to be dead.
 
 For each action that has a ledger record, is not finished, and has no live run:
 - no decision applied yet (it was awaiting approval) → reported expired in Discord and
@@ -30,8 +31,7 @@ The listener calls `reconcile(conns, policy, client, now)` once per poll; the
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -81,31 +81,6 @@ _COMING = (StateType.SCHEDULED, StateType.PENDING)
 
 log = get_logger("remediation.reconciler")
 _background: set[asyncio.Task[Any]] = set()
-
-
-# --- the heartbeat of a live action run ------------------------------------------------
-@asynccontextmanager
-async def keep_alive(
-    ledger: Any, action_id: str, run_id: str, every_seconds: float
-) -> AsyncIterator[None]:
-    """Write the action's heartbeat now and every `every_seconds` until the block ends."""
-    await ledger.action_heartbeat(action_id, run_id=run_id, now=datetime.now(UTC))
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(every_seconds)
-            try:
-                await ledger.action_heartbeat(action_id, run_id=run_id, now=datetime.now(UTC))
-            except UpstreamError as exc:  # the next one may land; staleness is generous
-                log.warning("heartbeat of action %s failed: %s", action_id, exc)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
 
 
 # --- finding dead action runs ------------------------------------------------------------

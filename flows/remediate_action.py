@@ -31,7 +31,7 @@ from core.vetting import ProposedAction
 from flows.approval_input import ApprovalInput
 from flows.connections import Connections, open_connections, resolve_policy
 from flows.execution import ActionResult, carry_out, close_cycle_if_done
-from flows.reconciler import keep_alive
+from flows.heartbeat import keep_alive
 from flows.settings import ActionSettings
 from tasks.approval import post_approval_request
 from tasks.notify import post_notice
