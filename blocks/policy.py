@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 
 from blocks.base import RemediationBlock
 from core.errors import ConfigError
-from core.policy import Policy, load_policy, policy_hash
+from core.policy import Policy, load_policy
 
 DEFAULT_POLICY_BLOCK = "remediation-policy"
 
@@ -29,7 +29,7 @@ class RemediationPolicy(RemediationBlock):
     Example:
         ```python
         from blocks import RemediationPolicy
-        policy = RemediationPolicy.load("remediation-policy").policy()
+        policy = RemediationPolicy.load("remediation-policy").get_client()
         ```
     """
 
@@ -56,15 +56,9 @@ class RemediationPolicy(RemediationBlock):
             raise ValueError(f"{exc.field}: {exc.problem}") from exc
         return document
 
-    def policy(self) -> Policy:
-        return load_policy(self.document)
-
-    def policy_hash(self) -> str:
-        return policy_hash(self.policy())
-
     def get_client(self) -> Policy:
         """The validated policy (blocks here build their client; a policy is its own)."""
-        return self.policy()
+        return load_policy(self.document)
 
 
 async def load_policy_block(name: str) -> Policy:
