@@ -69,8 +69,8 @@ def build_trial_flow() -> Any:
 
     from blocks.names import BlockNames
     from core.vetting import ProposedAction
-    from flows.connections import open_connections
     from flows.dispatch import dispatch_actions
+    from tasks.connections import open_connections
 
     @flow(name="bench-approval-trial", retries=0)
     async def approval_trial(
@@ -170,8 +170,8 @@ async def concurrency(rounds: int, delay: float, workdir: Path) -> dict[str, Any
     from benchmarks.stack import Stack
     from clients.ledger import Ledger
     from core.policy import load_policy
+    from core.settings import ListenerSettings
     from flows.approval_listener import run_listener
-    from flows.listener_settings import ListenerSettings
     from tests.flows.actions import proposal
 
     policy = bench_policy()

@@ -164,9 +164,9 @@ async def measure(pending: int, procs: int, polls: int, workdir: Path) -> dict[s
     from clients.discord import DiscordClient
     from clients.ledger import Ledger
     from core.policy import load_policy
+    from core.settings import ListenerSettings
     from flows.approval_listener import Listener
-    from flows.connections import open_connections
-    from flows.listener_settings import ListenerSettings
+    from tasks.connections import open_connections
     from tests.fixtures.loki_discord import BOT_TOKEN, make_discord_server
 
     policy = bench_policy()

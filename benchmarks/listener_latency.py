@@ -55,9 +55,9 @@ from clients.ledger import Ledger  # noqa: E402
 from core.analysis import ModelAction  # noqa: E402
 from core.models import CheckName, Issue, Severity  # noqa: E402
 from core.policy import load_policy, policy_hash  # noqa: E402
+from core.settings import ListenerSettings  # noqa: E402
 from core.vetting import ProposedAction, vet_actions  # noqa: E402
 from flows.approval_listener import run_listener  # noqa: E402
-from flows.listener_settings import ListenerSettings  # noqa: E402
 from flows.remediate_action import remediate_action  # noqa: E402
 from tests.fixtures.loki_discord import (  # noqa: E402
     CHANNEL_ID,

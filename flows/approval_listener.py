@@ -25,7 +25,7 @@ action means nothing is applied twice.
 
 `approval_listener` runs the loop as a flow for a bounded time; `remediation-listener`
 runs the same loop as a plain process for a supervisor. Deployed (values in prefect.yaml,
-reasons in `flows/listener_settings.py`): a schedule every 300 s, concurrency limit 1
+reasons in `core/settings.py`): a schedule every 300 s, concurrency limit 1
 with ENQUEUE, `settings.run_seconds` 295 counted from each run's scheduled start, so each
 run polls until just before the next is due and exactly one listener is always running.
 """
@@ -76,10 +76,10 @@ from core.approval import (
 )
 from core.policy import Policy
 from core.records import ActionRecord, ActionStatus, Decision, Vote
+from core.settings import DEPLOYED_RUN_SECONDS, ListenerSettings
 from flows import operator_controls
-from flows.connections import Connections, open_connections, resolve_policy
-from flows.listener_settings import DEPLOYED_RUN_SECONDS, ListenerSettings
 from flows.reconciler import reconcile, wait_for_continuations
+from tasks.connections import Connections, open_connections, resolve_policy
 
 ACTION_FLOW = "remediate-action"
 NEEDED_BLOCKS = ("discord", "ledger")
@@ -599,7 +599,7 @@ async def approval_listener(
     """Poll Discord and resume paused actions for a bounded time, then return.
 
     A deployed run counts `run_seconds` from its scheduled start, so it ends just before
-    the next scheduled run is due (see `flows/listener_settings.py`)."""
+    the next scheduled run is due (see `core/settings.py`)."""
     seconds = settings.run_seconds or DEPLOYED_RUN_SECONDS
     start = _scheduled_start() or datetime.now(UTC)
     until = start + timedelta(seconds=seconds)
@@ -640,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", help="policy file (YAML or JSON; default: built-in policy)")
     parser.add_argument("--blocks", help='block names as JSON, e.g. \'{"discord": "bot"}\'')
     args = parser.parse_args(argv)
-    from flows.policy_file import read_policy_file
+    from tasks.policy_file import read_policy_file
 
     names = BlockNames.model_validate_json(args.blocks) if args.blocks else BlockNames()
     document = read_policy_file(args.policy) if args.policy else None

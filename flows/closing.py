@@ -22,7 +22,7 @@ from core.summary import (
     escalation_embed,
     exhausted,
 )
-from flows.connections import Connections
+from tasks.connections import Connections
 from tasks.notify import post_message
 
 SUMMARY_ARTIFACT_KEY = "remediation-cycle-summary"

@@ -11,14 +11,14 @@ from clients.errors import UpstreamError
 from core import render
 from core.policy import Policy
 from core.records import ActionStatus, Decision
+from core.settings import ActionSettings
 from core.verify import action_report, attempt_outcome, full_explanation, result_embed
 from core.vetting import ProposedAction
 from core.wire import JobRef, JobStatus
 from flows.closing import post_cycle_summary
-from flows.connections import Connections
 from flows.launching import ActionResult, Launcher
-from flows.settings import ActionSettings
 from flows.verification import Verifier
+from tasks.connections import Connections
 from tasks.notify import post_message
 
 

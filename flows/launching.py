@@ -24,10 +24,10 @@ from core.params import code_span, parameters_json
 from core.policy import Policy
 from core.records import ActionRecord, ActionStatus, Decision
 from core.redact import redact
+from core.settings import ActionSettings
 from core.vetting import ProposedAction
 from core.wire import JobRef, JobStatus
-from flows.connections import Connections
-from flows.settings import ActionSettings
+from tasks.connections import Connections
 from tasks.controls import kill_switch_engaged
 from tasks.jobs import (
     cancel_job,

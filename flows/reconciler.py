@@ -59,8 +59,8 @@ from clients.ledger_jobs import ActionLiveness
 from core import render
 from core.policy import Policy
 from core.records import ActionStatus
-from flows.connections import Connections, open_connections, resolve_policy
-from flows.settings import ActionSettings
+from core.settings import ActionSettings
+from tasks.connections import Connections, open_connections, resolve_policy
 from tasks.notify import post_notice
 
 ACTION_FLOW = "remediate-action"

@@ -27,13 +27,13 @@ from core import render
 from core.approval import Approvers, approval_embed, approval_markdown
 from core.policy import Policy
 from core.records import ActionRecord, ActionStatus, ApprovalRequest, Decision
+from core.settings import ActionSettings
 from core.vetting import ProposedAction
 from flows.approval_input import ApprovalInput
-from flows.connections import Connections, open_connections, resolve_policy
 from flows.execution import ActionResult, carry_out, close_cycle_if_done
 from flows.heartbeat import keep_alive
-from flows.settings import ActionSettings
 from tasks.approval import post_approval_request
+from tasks.connections import Connections, open_connections, resolve_policy
 from tasks.notify import post_notice
 
 NEEDED_BLOCKS = ("discord", "ledger", "prometheus", "loki", "claude", "awx", "semaphore")

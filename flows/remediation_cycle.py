@@ -39,9 +39,9 @@ from core.vetting import Vetting, vet_actions
 from core.wire import Embed
 from flows import operator_controls
 from flows.closing import post_cycle_summary, review_attempts
-from flows.connections import Connections, add_secrets, open_connections, resolve_policy
 from flows.dispatch import DispatchMode, DispatchResult, dispatch_actions
 from tasks.analysis import ask_claude
+from tasks.connections import Connections, add_secrets, open_connections, resolve_policy
 from tasks.detection import fetch_log_context, gather_checks
 from tasks.ledger import (
     claim_new_issues,
@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         help="inline: run each action in this process; none: only propose",
     )
     args = parser.parse_args(argv)
-    from flows.policy_file import read_policy_file
+    from tasks.policy_file import read_policy_file
 
     data = read_policy_file(args.policy) if args.policy else None
     names = BlockNames.model_validate_json(args.blocks) if args.blocks else BlockNames()

@@ -23,7 +23,7 @@ from prefect.logging import get_run_logger
 
 from blocks.names import BlockNames
 from core.policy import Policy
-from flows.connections import open_connections, resolve_policy
+from tasks.connections import open_connections, resolve_policy
 
 NEEDED_BLOCKS = ("ledger",)
 

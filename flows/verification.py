@@ -12,6 +12,7 @@ from clients.errors import UpstreamError
 from core.logs import format_context, selector
 from core.models import CheckName
 from core.policy import Policy
+from core.settings import ActionSettings
 from core.verify import (
     Recheck,
     Verification,
@@ -23,8 +24,7 @@ from core.verify import (
     verification_request,
 )
 from core.vetting import ProposedAction
-from flows.connections import Connections
-from flows.settings import ActionSettings
+from tasks.connections import Connections
 from tasks.verify import ask_verdict, fetch_logs_since, recheck_issue
 
 UNIT_CHECKS = (CheckName.FAILED_UNIT, CheckName.INACTIVE_UNIT)

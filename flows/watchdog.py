@@ -19,7 +19,7 @@ from prefect.logging import get_run_logger
 
 from blocks.names import BlockNames
 from flows import operator_controls
-from flows.connections import open_connections
+from tasks.connections import open_connections
 
 NEEDED_BLOCKS = ("discord", "ledger")
 WATCHDOG_STALE_SECONDS = 3600.0  # the watchdog's own heartbeat, for the self-metrics

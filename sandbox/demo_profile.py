@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.policy_file import read_policy_file
+from tasks.policy_file import read_policy_file
 
 POLICY_FILE = Path(__file__).with_name("demo_policy.yaml")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from blocks import setup
-from flows import approval_listener, policy_cli, remediation_cycle
+from blocks import policy_cli, setup
+from flows import approval_listener, remediation_cycle
 from sandbox import __main__ as sandbox_main
 
 README = Path(__file__).resolve().parents[1] / "README.md"

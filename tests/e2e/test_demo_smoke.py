@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.settings import ActionSettings
+from core.settings import ActionSettings
 from sandbox.demo import run_demo
 from sandbox.demo_profile import PROFILES
 from sandbox.http import free_port

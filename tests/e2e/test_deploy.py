@@ -25,9 +25,8 @@ from blocks import ClaudeCredentials, DiscordBot, LedgerDatabase, PrometheusConn
 from blocks.names import BlockNames
 from blocks.policy import DEFAULT_POLICY_BLOCK
 from clients.ledger import Ledger
+from core.settings import ActionSettings, ListenerSettings
 from flows.dispatch import dispatch_actions
-from flows.listener_settings import ListenerSettings
-from flows.settings import ActionSettings
 from tests.flows.actions import proposal
 
 REPO = Path(__file__).resolve().parents[2]

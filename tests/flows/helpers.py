@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from core.policy import load_policy
+from core.settings import ListenerSettings
 from flows.approval_listener import run_listener
-from flows.listener_settings import ListenerSettings
 from tests.fixtures.loki_discord import CHANNEL_ID
 from tests.fixtures.stack import FAST_POLICY, Stack
 

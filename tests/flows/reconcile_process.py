@@ -24,8 +24,8 @@ from prefect.client.schemas.objects import FlowRun
 from blocks.names import BlockNames
 from clients.ledger_jobs import ActionLiveness
 from core.policy import load_policy
-from flows.connections import open_connections
 from flows.reconciler import Reconciler
+from tasks.connections import open_connections
 
 
 class PausingReconciler(Reconciler):

@@ -19,7 +19,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
 
-from flows.connections import Connections, open_connections
+from tasks.connections import Connections, open_connections
 from tests.fixtures.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,12 +26,12 @@ from core.analysis import ModelAction
 from core.models import CheckName, Issue, Risk, Severity
 from core.policy import RiskRegister, load_policy, policy_hash
 from core.records import ActionRecord, Decision
+from core.settings import ListenerSettings
 from core.vetting import ProposedAction, vet_actions
 from flows.approval_listener import Listener, PollStats, approval_listener, run_listener
-from flows.connections import open_connections
-from flows.listener_settings import ListenerSettings
 from flows.remediate_action import remediate_action
 from sandbox.discord import SandboxUser
+from tasks.connections import open_connections
 from tests.fixtures.loki_discord import (
     BOT_TOKEN,
     BOT_USER_ID,

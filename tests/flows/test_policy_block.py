@@ -15,8 +15,8 @@ from blocks.policy import RemediationPolicy
 from core.errors import ConfigError
 from core.policy import load_policy, policy_hash
 from core.report import CycleOutcome
-from flows.connections import resolve_policy
 from flows.remediation_cycle import remediation_cycle
+from tasks.connections import resolve_policy
 from tests.fixtures.loki_discord import CHANNEL_ID
 from tests.fixtures.stack import FAST_POLICY, Stack
 

@@ -1,5 +1,5 @@
 """What `remediation-policy validate` accepts, the cycle runs: one loader for every policy
-file (`flows/policy_file.py`), and a corpus of files run through validate and the cycle.
+file (`tasks/policy_file.py`), and a corpus of files run through validate and the cycle.
 
 Seen: a policy written by `json.dumps` (emoji as surrogate-pair escapes, "\\ud83d\\udfe2")
 passed validate, then `remediation-cycle --policy` exited 1 with UnicodeEncodeError:
@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 import yaml
 
+from blocks import policy_cli
 from core.errors import ConfigError
 from core.policy import load_policy, policy_hash
 from core.report import CycleOutcome
-from flows import approval_listener, policy_cli
+from flows import approval_listener
 from flows import remediation_cycle as cycle_module
-from flows.policy_file import parse_policy_text, policy_format, read_policy_file
 from flows.remediation_cycle import remediation_cycle
+from tasks.policy_file import parse_policy_text, policy_format, read_policy_file
 from tests.fixtures.stack import FAST_POLICY, Stack
 
 REPO = Path(__file__).resolve().parents[2]

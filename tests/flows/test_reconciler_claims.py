@@ -24,8 +24,8 @@ from prefect.states import Cancelled, Crashed
 from clients.ledger import Ledger
 from core.policy import load_policy
 from core.records import ActionStatus
+from core.settings import ListenerSettings
 from flows.launching import MARKER_KEY
-from flows.listener_settings import ListenerSettings
 from flows.reconciler import CLAIM_WINDOW, Reconciler
 from flows.remediate_action import remediate_action
 from sandbox.jobs import JobTemplate, Script

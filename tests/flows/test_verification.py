@@ -27,14 +27,14 @@ from core.checks import DetectionSettings
 from core.models import CheckName, Issue, Severity
 from core.policy import load_policy
 from core.report import CycleOutcome, CycleReport
+from core.settings import ActionSettings
 from core.verify import evaluate_recheck, recheck_queries
-from flows.connections import open_connections
 from flows.remediate_action import remediate_action
 from flows.remediation_cycle import remediation_cycle
-from flows.settings import ActionSettings
 from flows.verification import Verifier
 from sandbox.anthropic_wire import tool_answer
 from sandbox.jobs import JobTemplate, Phase, Script
+from tasks.connections import open_connections
 from tests.core.factories import vet
 from tests.fixtures.loki_discord import CHANNEL_ID
 from tests.fixtures.stack import FAST_POLICY, FAST_SETTINGS, Stack

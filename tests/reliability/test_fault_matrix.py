@@ -41,7 +41,6 @@ from core.prompt import build_analysis_request
 from core.records import ActionStatus, Decision
 from core.report import CycleOutcome
 from core.vetting import ProposedAction
-from flows.connections import open_connections
 from flows.reconciler import reconcile
 from flows.remediate_action import remediate_action
 from flows.remediation_cycle import NO_TARGETS, remediation_cycle
@@ -59,6 +58,7 @@ from sandbox.awx import AwxServer
 from sandbox.jobs import JobTemplate, Phase, Script
 from sandbox.loki import LokiServer
 from sandbox.semaphore import SemaphoreServer
+from tasks.connections import open_connections
 from tasks.detection import fetch_log_context
 from tests.core.factories import vet
 from tests.fixtures.anthropic import ANTHROPIC_TEST_KEY

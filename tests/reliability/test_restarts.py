@@ -30,13 +30,13 @@ from blocks import PrometheusConnection
 from core.policy import load_policy
 from core.records import ActionStatus
 from core.report import CycleOutcome
+from core.settings import ListenerSettings
 from flows.approval_listener import run_listener
-from flows.connections import open_connections
-from flows.listener_settings import ListenerSettings
 from flows.reconciler import reconcile
 from flows.remediate_action import remediate_action
 from sandbox.anthropic import tool_answer
 from sandbox.jobs import JobTemplate, Script
+from tasks.connections import open_connections
 from tests.fixtures.loki_discord import CHANNEL_ID
 from tests.fixtures.serve import DEPLOYMENT, ServedDeployment, forget_deployment
 from tests.fixtures.stack import FAST_SETTINGS, Stack, save_blocks

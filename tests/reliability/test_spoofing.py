@@ -16,8 +16,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 
 from core.policy import RiskRegister, load_policy
+from core.settings import ListenerSettings
 from flows.approval_listener import run_listener
-from flows.listener_settings import ListenerSettings
 from flows.remediate_action import remediate_action
 from tests.fixtures.loki_discord import BOT_USER_ID, CHANNEL_ID, OTHER_BOT_ID
 from tests.fixtures.stack import FAST_SETTINGS, Stack

@@ -12,7 +12,7 @@ import yaml
 from blocks.policy import DEFAULT_POLICY_BLOCK, RemediationPolicy
 from core.errors import ConfigError
 from core.policy import load_policy, policy_hash
-from flows.policy_file import read_policy_file
+from tasks.policy_file import read_policy_file
 
 
 def main(argv: list[str] | None = None) -> int:
