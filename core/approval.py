@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from core.fallback import degrades
@@ -268,7 +269,20 @@ def decide(
     return None, result
 
 
-ResumeOutcome = Literal["applied", "taken", "retry", "refused"]
+class ResumeOutcome(StrEnum):
+    """What Prefect's answer to a resume means for the decision sent with it."""
+
+    APPLIED = "applied"  # our input was applied
+    TAKEN = "taken"  # the run was resumed already (the Prefect UI, another listener)
+    RETRY = "retry"  # the run is still entering its pause: try again next poll
+    REFUSED = "refused"  # any other refusal: reported
+
+
+class ResumeAnswer(Frozen):
+    """Prefect's answer to one resume: what it means, and the reason Prefect gave."""
+
+    outcome: ResumeOutcome
+    reason: str = ""
 
 
 def resume_outcome(status: str, reason: str) -> ResumeOutcome:
@@ -276,12 +290,12 @@ def resume_outcome(status: str, reason: str) -> ResumeOutcome:
     the run was resumed already (the UI, another listener); a REJECT for "schema not
     found" → the run is still entering its pause, try again; any other REJECT → refused."""
     if status == "ACCEPT":
-        return "applied"
+        return ResumeOutcome.APPLIED
     if status == "ABORT":
-        return "taken"
+        return ResumeOutcome.TAKEN
     if "schema not found" in reason.lower():
-        return "retry"
-    return "refused"
+        return ResumeOutcome.RETRY
+    return ResumeOutcome.REFUSED
 
 
 def applied_by_prefect(
