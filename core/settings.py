@@ -1,9 +1,13 @@
-"""Tunables of the flows (deployment parameters; tests shorten them): the action run's
-and the approval listener's."""
+"""Tunables of the flows (deployment parameters; tests shorten them): the action run's,
+the approval listener's and the cycle's operator controls."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.deadman import DEFAULT_CYCLE_INTERVAL
 
 
 class ActionSettings(BaseModel):
@@ -107,3 +111,53 @@ class ListenerSettings(BaseModel):
         gt=0,
         description="An action run whose heartbeat is older than this is presumed dead.",
     )
+
+
+class OperatorSettings(BaseModel):
+    """Operator-control tunables of the cycle (a deployment parameter)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cycle_interval_seconds: float = Field(
+        default=DEFAULT_CYCLE_INTERVAL,
+        gt=0,
+        description="The cycle's schedule interval: the dead-man's switch fires when no "
+        "cycle completed for twice this long.",
+    )
+    metrics_textfile: str | None = Field(
+        default=None,
+        description="Write the self-metrics here after each cycle (a *.prom file in "
+        "node_exporter's --collector.textfile.directory); None: no file.",
+    )
+    pushgateway_url: str | None = Field(
+        default=None,
+        description="Also PUT the self-metrics to this Pushgateway (no credentials in the "
+        "URL: parameters are not secret); None: no push.",
+    )
+    pushgateway_job: str = Field(
+        default="prefect_remediation", min_length=1, description="The Pushgateway job label."
+    )
+    metrics_window_seconds: float = Field(
+        default=24 * 3600,
+        gt=0,
+        description="Window of the approvals, jobs, verdicts and recent_* series.",
+    )
+
+    @field_validator("metrics_textfile")
+    @classmethod
+    def _prom_suffix(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith(".prom"):
+            raise ValueError("node_exporter's textfile collector only reads *.prom files")
+        return value
+
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("give an http(s) URL, e.g. http://pushgateway:9091")
+        if parts.username or parts.password:
+            raise ValueError("no credentials in the URL (flow parameters are not secret)")
+        return value

@@ -18,8 +18,8 @@ from prefect import flow
 from prefect.logging import get_run_logger
 
 from blocks.names import BlockNames
-from flows import operator_controls
 from tasks.connections import open_connections
+from tasks.operator import check_dead_mans_switch, record_heartbeat
 
 NEEDED_BLOCKS = ("discord", "ledger")
 WATCHDOG_STALE_SECONDS = 3600.0  # the watchdog's own heartbeat, for the self-metrics
@@ -47,16 +47,14 @@ async def remediation_watchdog(
     now = datetime.now(UTC)
     conns = await open_connections(blocks, NEEDED_BLOCKS)
     async with conns:
-        states = await operator_controls.check_dead_mans_switch(
+        states = await check_dead_mans_switch(
             conns,
             "watchdog",
             now,
             cycle_stale_seconds=2 * cycle_interval_seconds if cycle_interval_seconds else None,
             listener_stale_seconds=listener_stale_seconds,
         )
-        await operator_controls.record_heartbeat(
-            conns, "watchdog", now, stale_after_seconds=WATCHDOG_STALE_SECONDS
-        )
+        await record_heartbeat(conns, "watchdog", now, stale_after_seconds=WATCHDOG_STALE_SECONDS)
     get_run_logger().info("dead-man's switch: %s", states)
     return states
 

@@ -15,6 +15,7 @@ from clients.discord import DiscordClient
 from clients.errors import UpstreamError
 from core.fallback import fallback_notices
 from core.wire import DiscordMessage, Embed
+from tasks.connections import Connections
 
 
 def report_fallbacks(embeds: Sequence[Embed]) -> list[str]:
@@ -34,8 +35,8 @@ async def post_message(
     return await discord.create_message(channel_id, content=content, embeds=embeds)
 
 
-async def post_notice(conns: Any, embed: Embed, log: Logger | LoggerAdapter[Any]) -> bool:
-    """Post one notice to the approvals channel of `conns` (a flow's connections). A
+async def post_notice(conns: Connections, embed: Embed, log: Logger | LoggerAdapter[Any]) -> bool:
+    """Post one notice to the approvals channel of `conns` (a flow run's connections). A
     failure is logged, never raised: a notice must not stop what it reports on. True when
     it was posted."""
     try:
