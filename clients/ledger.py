@@ -6,30 +6,67 @@ workers run on several machines (an advisory transaction lock serialises the sam
 critical sections). Unique constraints carry every "at most once": one open episode per
 fingerprint, one decision per action, one job per action.
 
-`Ledger` is one class, assembled from one part per concern so each stays small:
-connection and schema (`ledger_base`), dedup episodes (`ledger_episodes`), actions and
-approvals (`ledger_actions`), jobs and attempts (`ledger_jobs`), and the operational
-records — audit, heartbeats, alerts, cycles (`ledger_ops`), retention with the
-self-metrics' facts (`ledger_retention`), and the approval listener's recovery queries
-(`ledger_votes`).
+`Ledger` owns the connection and the schema (`ledger_base`, `ledger_schema`) and four
+repositories that share it, one file each:
+
+- `ledger.actions` (`ledger_actions`): actions, approval requests, votes, decisions and
+  verdicts, with the approval listener's recovery queries;
+- `ledger.jobs` (`ledger_jobs`): jobs and launch claims, action runs' liveness, the
+  reconciler's claims, continuations and give-ups;
+- `ledger.episodes` (`ledger_episodes`): dedup episodes, attempts and relapses,
+  escalations;
+- `ledger.operations` (`ledger_operations`): the audit trail, heartbeats, alert states,
+  cycles, approval capacity, retention and the self-metrics' facts.
 """
 
 from __future__ import annotations
 
-from clients.ledger_actions import ActionLedger
-from clients.ledger_base import IN_FLIGHT_STATUSES, from_ts, to_ts
-from clients.ledger_episodes import EpisodeLedger
-from clients.ledger_jobs import JobLedger
-from clients.ledger_ops import OpsLedger
-from clients.ledger_outcomes import OutcomeLedger
-from clients.ledger_retention import RetentionLedger
-from clients.ledger_votes import VoteLedger
+from collections.abc import Sequence
+from typing import Any
+
+from clients.ledger_actions import ActionRepository
+from clients.ledger_base import IN_FLIGHT_STATUSES, LedgerConnection, Repository, from_ts, to_ts
+from clients.ledger_episodes import EpisodeRepository
+from clients.ledger_jobs import JobRepository
+from clients.ledger_operations import OperationsRepository
+from clients.ledger_schema import MIGRATIONS, Migration
+
+# The repository attribute of `Ledger` → its class.
+REPOSITORIES: dict[str, type[Repository]] = {
+    "actions": ActionRepository,
+    "jobs": JobRepository,
+    "episodes": EpisodeRepository,
+    "operations": OperationsRepository,
+}
+
+# Each repository method → the repository that owns it (the call-site codemod reads this).
+REPOSITORY_OF: dict[str, str] = {
+    name: attribute
+    for attribute, cls in REPOSITORIES.items()
+    for name in vars(cls)
+    if not name.startswith("_") and callable(getattr(cls, name))
+}
 
 
-class Ledger(
-    EpisodeLedger, ActionLedger, JobLedger, OpsLedger, RetentionLedger, VoteLedger, OutcomeLedger
-):
+class Ledger(LedgerConnection):
     """Async access to the ledger database. Build it with the URL; it connects lazily."""
 
+    def __init__(
+        self, url: str, *, migrations: Sequence[Migration] = MIGRATIONS, echo: bool = False
+    ) -> None:
+        super().__init__(url, migrations=migrations, echo=echo)
+        self.actions = ActionRepository(self)
+        self.jobs = JobRepository(self)
+        self.episodes = EpisodeRepository(self)
+        self.operations = OperationsRepository(self)
 
-__all__ = ["IN_FLIGHT_STATUSES", "Ledger", "from_ts", "to_ts"]
+    # TEMPORARY: removed at the switch-over (flat `ledger.get_action(...)` calls are
+    # rewritten to `ledger.actions.get_action(...)` by /tmp/prompts/ledger_codemod.py).
+    def __getattr__(self, name: str) -> Any:
+        attribute = REPOSITORY_OF.get(name)
+        if attribute is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(getattr(self, attribute), name)
+
+
+__all__ = ["IN_FLIGHT_STATUSES", "REPOSITORY_OF", "Ledger", "from_ts", "to_ts"]

@@ -1,4 +1,7 @@
-"""Actions, approval requests, votes and decisions."""
+"""`ledger.actions`: actions, their approval requests, votes and decisions, verdicts, and
+the approval listener's recovery queries (decisions whose application is unconfirmed, and
+applied decisions whose Discord message does not show the outcome yet, so a restarted
+listener finishes what a killed one began)."""
 
 from __future__ import annotations
 
@@ -10,11 +13,13 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clients.ledger_base import LedgerBase, from_ts, to_ts
+from clients.ledger_base import Repository, from_ts, to_ts
 from clients.ledger_rows import decision_row, job_row, request_row, vote_row
 from clients.ledger_schema import (
+    ANNOUNCED,
     actions,
     approval_requests,
+    audit,
     decisions,
     jobs,
     votes,
@@ -29,7 +34,7 @@ from core.records import (
 from core.vetting import ProposedAction
 
 
-class ActionLedger(LedgerBase):
+class ActionRepository(Repository):
     # --- actions ---------------------------------------------------------------------
     async def record_actions(
         self,
@@ -333,6 +338,84 @@ class ActionLedger(LedgerBase):
                     decisions.c.action_id == action_id, decisions.c.applied_at.is_(None)
                 )
             )
+
+    # --- the listener's recovery -----------------------------------------------------------
+    async def unapplied_decisions(self, *, since: datetime) -> list[str]:
+        """Action ids whose decision was intended since `since` but never confirmed
+        applied."""
+        async with self._tx("list unapplied decisions", write=False) as conn:
+            rows = await conn.execute(
+                select(decisions.c.action_id)
+                .where(decisions.c.applied_at.is_(None), decisions.c.intended_at >= to_ts(since))
+                .order_by(decisions.c.intended_at)
+            )
+            return list(rows.scalars())
+
+    async def decisions_to_announce(self, *, since: datetime) -> list[str]:
+        """Action ids with a decision applied since `since` whose approval message (one
+        that reached Discord) was not yet edited to show it (`mark_decision_announced`)."""
+        async with self._tx("list decisions to announce", write=False) as conn:
+            rows = await conn.execute(
+                select(decisions.c.action_id)
+                .join(approval_requests, approval_requests.c.action_id == decisions.c.action_id)
+                .where(
+                    decisions.c.applied_at.is_not(None),
+                    decisions.c.applied_at >= to_ts(since),
+                    decisions.c.announced_at.is_(None),
+                    approval_requests.c.message_id.is_not(None),
+                )
+                .order_by(decisions.c.applied_at)
+            )
+            return list(rows.scalars())
+
+    async def mark_decision_announced(self, action_id: str, text: str, *, now: datetime) -> bool:
+        """The approval message now shows the decision (`text`): recorded on the decision,
+        and as a `decision_announced` audit event (the human record). True the first
+        time; an action already marked is left as it is."""
+        async with self._tx("mark decision announced", write=True) as conn:
+            done = await conn.execute(
+                update(decisions)
+                .where(decisions.c.action_id == action_id, decisions.c.announced_at.is_(None))
+                .values(announced_at=to_ts(now))
+            )
+            if done.rowcount != 1:
+                return False
+            message_id = (
+                await conn.execute(
+                    select(approval_requests.c.message_id).where(
+                        approval_requests.c.action_id == action_id
+                    )
+                )
+            ).scalar()
+            await conn.execute(
+                insert(audit).values(
+                    at=to_ts(now),
+                    event=ANNOUNCED,
+                    action_id=action_id,
+                    detail=json.dumps({"message_id": message_id, "text": text}, sort_keys=True),
+                )
+            )
+            return True
+
+    # --- verdicts ------------------------------------------------------------------------
+    async def record_verdict(self, action_id: str, verdict: str, *, now: datetime) -> None:
+        """The verification's verdict of an action that ran (the latest one stands)."""
+        async with self._tx("record verdict", write=True) as conn:
+            await conn.execute(
+                update(actions)
+                .where(actions.c.action_id == action_id)
+                .values(verdict=verdict, verdict_at=to_ts(now))
+            )
+
+    async def cycle_verdicts(self, cycle_id: str) -> dict[str, str]:
+        """Action id → verdict, for the actions of a cycle that have one."""
+        async with self._tx("read cycle verdicts", write=False) as conn:
+            rows = await conn.execute(
+                select(actions.c.action_id, actions.c.verdict).where(
+                    actions.c.cycle_id == cycle_id, actions.c.verdict.is_not(None)
+                )
+            )
+            return {r.action_id: r.verdict for r in rows}
 
 
 # Statuses a decision to run moves on from (never back from a launch or an end).

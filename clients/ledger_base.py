@@ -1,4 +1,4 @@
-"""The ledger: dedup episodes, actions, decisions, jobs, attempts and the audit trail.
+"""The ledger's connection (engine, transactions, schema) and the base of its repositories.
 
 One small SQL database behind SQLAlchemy (async): a SQLite file by default (WAL mode, a
 busy timeout, `BEGIN IMMEDIATE` for writes that must not race), PostgreSQL by URL when
@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -55,7 +55,7 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-class LedgerBase:
+class LedgerConnection:
     """Connection, transactions and schema of the ledger (see `clients.ledger`)."""
 
     def __init__(
@@ -174,3 +174,15 @@ class LedgerBase:
             return await conn.run_sync(
                 lambda c: set(metadata.tables) & set(c.dialect.get_table_names(c))
             )
+
+
+class Repository:
+    """One concern's queries, on the connection every repository of a `Ledger` shares."""
+
+    def __init__(self, db: LedgerConnection) -> None:
+        self._db = db
+
+    def _tx(
+        self, operation: str, *, write: bool, lock: str = "ledger"
+    ) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self._db._tx(operation, write=write, lock=lock)

@@ -1,4 +1,5 @@
-"""Jobs (at most one launch per action), attempts and relapses."""
+"""`ledger.jobs`: jobs (at most one launch per action), the liveness of action runs and
+the reconciler's take-overs of dead ones (claims, continuations, giving up)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, and_, func, insert, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clients.ledger_base import LedgerBase, from_ts, to_ts
+from clients.ledger_base import Repository, from_ts, to_ts
 from clients.ledger_schema import (
+    CONTINUED,
+    GAVE_UP,
     actions,
-    attempts,
     audit,
+    continuations,
     decisions,
     heartbeats,
     jobs,
@@ -22,9 +26,6 @@ from clients.ledger_schema import (
 from core.records import (
     ActionStatus,
 )
-from core.vetting import AttemptRecord
-
-CONTINUED = "reconcile_continued"  # the audit event of a dead run's continuation
 
 
 def action_component(action_id: str) -> str:
@@ -43,9 +44,11 @@ class ActionLiveness:
     launch_intent: bool  # a launch was (or was about to be) requested
     job_id: str | None
     decision: str | None  # "approve" / "reject", only once Prefect applied it
+    continuations: int = 0  # dead runs of it that a fresh run continued
+    gave_up: bool = False  # the reconciler stopped continuing it (`record_gave_up`)
 
 
-class JobLedger(LedgerBase):
+class JobRepository(Repository):
     # --- action-run liveness (for the reconciler) -------------------------------------
     async def action_heartbeat(self, action_id: str, *, run_id: str, now: datetime) -> None:
         """A live run handling `action_id` says so (at `now`)."""
@@ -66,12 +69,20 @@ class JobLedger(LedgerBase):
         ids = sorted(set(action_ids))
         if not ids:
             return {}
+        continued = (
+            select(func.count())
+            .select_from(continuations)
+            .where(continuations.c.action_id == actions.c.action_id)
+            .scalar_subquery()
+        )
         async with self._tx("read action liveness", write=False) as conn:
             rows = list(
                 await conn.execute(
                     select(
                         actions.c.action_id,
                         actions.c.status,
+                        actions.c.gave_up_at,
+                        continued.label("continuations"),
                         heartbeats.c.at,
                         heartbeats.c.detail,
                         jobs.c.intent_at,
@@ -98,6 +109,8 @@ class JobLedger(LedgerBase):
                 launch_intent=r.intent_at is not None,
                 job_id=r.job_id,
                 decision=r.decision if r.applied_at is not None else None,
+                continuations=int(r.continuations or 0),
+                gave_up=r.gave_up_at is not None,
             )
             for r in rows
         }
@@ -152,18 +165,19 @@ class JobLedger(LedgerBase):
     async def record_continuation(
         self, action_id: str, *, dead_run_id: str, detail: dict[str, Any], now: datetime
     ) -> bool:
-        """The `reconcile_continued` audit row of one dead run, written once: True only
-        for the caller that wrote it (that one announces the continuation)."""
+        """A fresh run continues `dead_run_id`: recorded once per dead run (a
+        `continuations` row, and its `reconcile_continued` audit event). True only for
+        the caller that recorded it (that one announces the continuation)."""
         async with self._tx(
             "record continuation", write=True, lock=f"continue:{action_id}"
         ) as conn:
-            rows = await conn.execute(
-                select(audit.c.detail).where(
-                    audit.c.action_id == action_id, audit.c.event == CONTINUED
+            if await _continued(conn, action_id, dead_run_id):
+                return False
+            await conn.execute(
+                insert(continuations).values(
+                    action_id=action_id, dead_run_id=dead_run_id, continued_at=to_ts(now)
                 )
             )
-            if any(json.loads(d).get("dead_run_id") == dead_run_id for d in rows.scalars()):
-                return False
             await conn.execute(
                 insert(audit).values(
                     at=to_ts(now),
@@ -172,6 +186,34 @@ class JobLedger(LedgerBase):
                     detail=json.dumps(
                         {**detail, "dead_run_id": dead_run_id}, default=str, sort_keys=True
                     ),
+                )
+            )
+            return True
+
+    async def continued_from(self, action_id: str, dead_run_id: str) -> bool:
+        """Whether a fresh run was already recorded continuing `dead_run_id`."""
+        async with self._tx("read continuation", write=False) as conn:
+            return await _continued(conn, action_id, dead_run_id)
+
+    async def record_gave_up(
+        self, action_id: str, detail: dict[str, Any], *, now: datetime
+    ) -> bool:
+        """The reconciler will not continue this action again (it needs a human): recorded
+        once, with its `reconcile_gave_up` audit event. True for the caller that did."""
+        async with self._tx("record gave up", write=True, lock=f"continue:{action_id}") as conn:
+            done = await conn.execute(
+                update(actions)
+                .where(actions.c.action_id == action_id, actions.c.gave_up_at.is_(None))
+                .values(gave_up_at=to_ts(now))
+            )
+            if done.rowcount != 1:
+                return False
+            await conn.execute(
+                insert(audit).values(
+                    at=to_ts(now),
+                    event=GAVE_UP,
+                    action_id=action_id,
+                    detail=json.dumps(detail, default=str, sort_keys=True),
                 )
             )
             return True
@@ -264,98 +306,11 @@ class JobLedger(LedgerBase):
                 )
             ).scalar_one()
 
-    # --- attempts and capacity ---------------------------------------------------------
-    async def attempt_history(
-        self, fingerprints: Iterable[str], *, since: datetime
-    ) -> dict[str, list[AttemptRecord]]:
-        """Recorded outcomes per fingerprint since `since` (cooldown and attempt limit)."""
-        fps = list(fingerprints)
-        if not fps:
-            return {}
-        async with self._tx("read attempts", write=False) as conn:
-            rows = await conn.execute(
-                select(attempts)
-                .where(attempts.c.fingerprint.in_(fps), attempts.c.recorded_at >= to_ts(since))
-                .order_by(attempts.c.recorded_at)
-            )
-            out: dict[str, list[AttemptRecord]] = {}
-            for r in rows:
-                out.setdefault(r.fingerprint, []).append(
-                    AttemptRecord(at=from_ts(r.recorded_at), outcome=r.outcome, counts=r.counts)
-                )
-            return out
 
-    # --- outcomes --------------------------------------------------------------------
-    async def record_attempt(
-        self,
-        *,
-        action_id: str,
-        fingerprints: Sequence[str],
-        host: str,
-        catalog_key: str,
-        outcome: str,
-        counts: bool,
-        explanation: str,
-        now: datetime,
-    ) -> None:
-        """One outcome per addressed issue (a retry of the same action records nothing new)."""
-        async with self._tx("record attempt", write=True) as conn:
-            known = set(
-                (
-                    await conn.execute(
-                        select(attempts.c.fingerprint).where(attempts.c.action_id == action_id)
-                    )
-                ).scalars()
-            )
-            for fp in fingerprints:
-                if fp in known:
-                    continue
-                await conn.execute(
-                    insert(attempts).values(
-                        action_id=action_id,
-                        fingerprint=fp,
-                        host=host,
-                        catalog_key=catalog_key,
-                        outcome=outcome,
-                        counts=counts,
-                        explanation=explanation[:2000],
-                        recorded_at=to_ts(now),
-                    )
-                )
-
-    async def record_relapses(
-        self, fingerprints: Iterable[str], *, window: timedelta, now: datetime
-    ) -> list[str]:
-        """Issues back within `window` of an `effective` verdict: each such return is
-        recorded as an ineffective attempt (a relapse). Returns the relapsed ones."""
-        relapsed = []
-        async with self._tx("record relapses", write=True) as conn:
-            for fp in fingerprints:
-                last = (
-                    await conn.execute(
-                        select(attempts)
-                        .where(attempts.c.fingerprint == fp)
-                        .order_by(attempts.c.recorded_at.desc())
-                        .limit(1)
-                    )
-                ).first()
-                if (
-                    last is None
-                    or last.outcome != "effective"
-                    or to_ts(now) - last.recorded_at > window.total_seconds()
-                ):
-                    continue
-                await conn.execute(
-                    insert(attempts).values(
-                        action_id=f"{last.action_id}:relapse",
-                        fingerprint=fp,
-                        host=last.host,
-                        catalog_key=last.catalog_key,
-                        outcome="relapse",
-                        counts=True,
-                        explanation="the issue returned after an effective verdict",
-                        recorded_at=to_ts(now),
-                    )
-                )
-                relapsed.append(fp)
-        return relapsed
+async def _continued(conn: AsyncConnection, action_id: str, dead_run_id: str) -> bool:
+    row = await conn.execute(
+        select(continuations.c.action_id).where(
+            continuations.c.action_id == action_id, continuations.c.dead_run_id == dead_run_id
+        )
+    )
+    return row.first() is not None

@@ -5,10 +5,15 @@ way; the `Ledger` converts them to timezone-aware datetimes at its boundary.
 
 Migrations are an ordered list of `(version, apply)` pairs. `schema_version` holds the
 versions applied; a new version is appended, never edited, and runs once on first use.
+
+The tables below are the current shape. Version 1 creates them as they are (so a fresh
+ledger is born current); a later version adds only what an older ledger lacks, and reads
+what it needs from the older rows (see `_v2`), so both roads end at the same schema.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from sqlalchemy import (
@@ -19,11 +24,16 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
     UniqueConstraint,
+    insert,
+    inspect,
+    select,
     text,
+    update,
 )
 
 metadata = MetaData()
@@ -77,6 +87,10 @@ actions = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("finished_at", Float),
+    # v2: facts the audit trail used to be read back for
+    Column("verdict", String(32)),  # the verification's verdict, once it ran
+    Column("verdict_at", Float),
+    Column("gave_up_at", Float),  # the reconciler stopped continuing it (it needs a human)
 )
 
 approval_requests = Table(
@@ -118,6 +132,7 @@ decisions = Table(
     Column("comment", Text),
     Column("intended_at", Float, nullable=False),
     Column("applied_at", Float),
+    Column("announced_at", Float),  # v2: its Discord message was edited to show it
 )
 
 # At most one job per action: intent written before the launch request, id after.
@@ -195,6 +210,16 @@ alert_states = Table(
     Column("detail", Text),
 )
 
+# v2: one row per dead run of an action that a fresh run continued (at most once each).
+continuations = Table(
+    "continuations",
+    metadata,
+    Column("action_id", String(64), nullable=False),
+    Column("dead_run_id", String(64), nullable=False),
+    Column("continued_at", Float, nullable=False),
+    PrimaryKeyConstraint("action_id", "dead_run_id", name="pk_continuation"),
+)
+
 V1_TABLES = [
     issue_episodes,
     actions,
@@ -214,6 +239,107 @@ def _v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=V1_TABLES)
 
 
+# --- v2: facts in columns, read once from the audit events that carried them ----------------
+V2_COLUMNS = {
+    actions: ("verdict", "verdict_at", "gave_up_at"),
+    decisions: ("announced_at",),
+}
+CONTINUED = "reconcile_continued"
+GAVE_UP = "reconcile_gave_up"
+ANNOUNCED = "decision_announced"
+FINISHED = "finished"
+EVENT_FACTS = (CONTINUED, GAVE_UP, ANNOUNCED, FINISHED)
+
+
+def _add_missing_columns(conn: Connection, table: Table, names: tuple[str, ...]) -> None:
+    """`ALTER TABLE … ADD COLUMN` for each column the table lacks (nullable, no default:
+    the same statement on SQLite and PostgreSQL)."""
+    have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name in have:
+            continue
+        column = table.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+
+
+def record_event_fact(
+    conn: Connection, *, audit_id: int, at: float, event: str, action_id: str, detail: str
+) -> None:
+    """Write the fact a v1 audit event carried into its v2 home (rules in `_v2`)."""
+    if event not in EVENT_FACTS:
+        return
+    if (
+        conn.execute(select(actions.c.action_id).where(actions.c.action_id == action_id)).first()
+        is None
+    ):
+        return
+    data = json.loads(detail or "{}")
+    if event == CONTINUED:
+        dead_run_id = str(data.get("dead_run_id") or f"audit:{audit_id}")
+        seen = conn.execute(
+            select(continuations.c.action_id).where(
+                continuations.c.action_id == action_id,
+                continuations.c.dead_run_id == dead_run_id,
+            )
+        ).first()
+        if seen is None:
+            conn.execute(
+                insert(continuations).values(
+                    action_id=action_id, dead_run_id=dead_run_id, continued_at=at
+                )
+            )
+    elif event == GAVE_UP:
+        conn.execute(
+            update(actions)
+            .where(actions.c.action_id == action_id, actions.c.gave_up_at.is_(None))
+            .values(gave_up_at=at)
+        )
+    elif event == ANNOUNCED:
+        conn.execute(
+            update(decisions)
+            .where(decisions.c.action_id == action_id, decisions.c.announced_at.is_(None))
+            .values(announced_at=at)
+        )
+    elif data.get("verdict"):
+        conn.execute(
+            update(actions)
+            .where(actions.c.action_id == action_id)
+            .values(verdict=str(data["verdict"]), verdict_at=at)
+        )
+
+
+def _v2(conn: Connection) -> None:
+    """Continuations, give-ups, announcements and verdicts become columns (and the
+    `continuations` table), backfilled from the audit events that recorded them:
+
+    - `reconcile_continued` → a `continuations` row per (action, `dead_run_id`); an event
+      without a `dead_run_id` still counts, as `audit:<id>` (the first one per run wins);
+    - `reconcile_gave_up` → `actions.gave_up_at` (the first event);
+    - `decision_announced` → `decisions.announced_at` (the first event);
+    - `finished` with a verdict → `actions.verdict`/`verdict_at` (the last event, as the
+      cycle summary read it).
+
+    Only rows of actions still in the ledger are filled (pruned actions leave none)."""
+    for table, names in V2_COLUMNS.items():
+        _add_missing_columns(conn, table, names)
+    metadata.create_all(conn, tables=[continuations])
+    events = conn.execute(
+        select(audit)
+        .where(audit.c.event.in_(EVENT_FACTS), audit.c.action_id.is_not(None))
+        .order_by(audit.c.id)
+    )
+    for row in list(events):
+        record_event_fact(
+            conn,
+            audit_id=row.id,
+            at=row.at,
+            event=row.event,
+            action_id=row.action_id,
+            detail=row.detail,
+        )
+
+
 Migration = tuple[int, Callable[[Connection], None]]
 
-MIGRATIONS: list[Migration] = [(1, _v1)]
+MIGRATIONS: list[Migration] = [(1, _v1), (2, _v2)]

@@ -35,11 +35,11 @@ async def main(url: str, cycle_id: str, start_at: float, fps: list[str]) -> None
     await asyncio.sleep(max(0.0, start_at - time.time()))
     new = []
     for issue in issues:  # one transaction per issue maximises interleaving
-        decision = await ledger.claim_issues(
+        decision = await ledger.episodes.claim_issues(
             [issue], cycle_id=cycle_id, now=datetime.now(UTC), ttl=timedelta(hours=6)
         )
         new += [i.fingerprint for i in decision.new]
-    await ledger.confirm_reported(new, cycle_id=cycle_id, now=datetime.now(UTC))
+    await ledger.episodes.confirm_reported(new, cycle_id=cycle_id, now=datetime.now(UTC))
     await ledger.aclose()
     print(json.dumps(new))
 

@@ -31,10 +31,16 @@ def issue(
 
 
 async def test_schema_created_on_first_use(ledger: Ledger) -> None:
-    assert await ledger.schema_versions() == [1]
-    assert {"issue_episodes", "actions", "decisions", "jobs", "votes", "audit"} <= (
-        await ledger.table_names()
-    )
+    assert await ledger.schema_versions() == [1, 2]
+    assert {
+        "issue_episodes",
+        "actions",
+        "decisions",
+        "jobs",
+        "votes",
+        "audit",
+        "continuations",
+    } <= (await ledger.table_names())
 
 
 async def test_sqlite_uses_wal(tmp_path: Path) -> None:
@@ -51,47 +57,49 @@ async def test_forward_only_migration_runs_once(ledger_url: str) -> None:
     extra = MetaData()
     probe = Table("probe", extra, Column("id", Integer, primary_key=True))
 
-    def v2(conn: Connection) -> None:
+    def v3(conn: Connection) -> None:
         extra.create_all(conn)
         conn.execute(insert(probe).values(id=1))
 
     async with Ledger(ledger_url) as led:
-        assert await led.ensure_schema() == 1
-    async with Ledger(ledger_url, migrations=[*MIGRATIONS, (2, v2)]) as led:
         assert await led.ensure_schema() == 2
-        assert await led.schema_versions() == [1, 2]
+    async with Ledger(ledger_url, migrations=[*MIGRATIONS, (3, v3)]) as led:
+        assert await led.ensure_schema() == 3
+        assert await led.schema_versions() == [1, 2, 3]
     # a second start applies nothing again (the insert would violate the primary key)
-    async with Ledger(ledger_url, migrations=[*MIGRATIONS, (2, v2)]) as led:
-        assert await led.ensure_schema() == 2
+    async with Ledger(ledger_url, migrations=[*MIGRATIONS, (3, v3)]) as led:
+        assert await led.ensure_schema() == 3
 
 
 async def test_new_issue_then_dropped_within_ttl(ledger: Ledger) -> None:
-    first = await ledger.claim_issues([issue()], cycle_id="c1", now=T0, ttl=TTL)
+    first = await ledger.episodes.claim_issues([issue()], cycle_id="c1", now=T0, ttl=TTL)
     assert [i.fingerprint for i in first.new] == ["web-01|failed_unit|nginx.service"]
-    await ledger.confirm_reported(["web-01|failed_unit|nginx.service"], cycle_id="c1", now=T0)
-    second = await ledger.claim_issues(
+    await ledger.episodes.confirm_reported(
+        ["web-01|failed_unit|nginx.service"], cycle_id="c1", now=T0
+    )
+    second = await ledger.episodes.claim_issues(
         [issue()], cycle_id="c2", now=T0 + timedelta(hours=1), ttl=TTL
     )
     assert second.new == []
     assert [d.reason for d in second.dropped] == [DropReason.REPORTED_WITHIN_TTL]
-    third = await ledger.claim_issues(
+    third = await ledger.episodes.claim_issues(
         [issue()], cycle_id="c3", now=T0 + timedelta(hours=7), ttl=TTL
     )
     assert len(third.new) == 1  # TTL expired: reported again
 
 
 async def test_unconfirmed_report_is_reported_again(ledger: Ledger) -> None:
-    await ledger.claim_issues([issue()], cycle_id="c1", now=T0, ttl=TTL)
+    await ledger.episodes.claim_issues([issue()], cycle_id="c1", now=T0, ttl=TTL)
     # c1 never confirmed (its Discord post failed); the next cycle reports it again
-    again = await ledger.claim_issues(
+    again = await ledger.episodes.claim_issues(
         [issue()], cycle_id="c1", now=T0 + timedelta(minutes=15), ttl=TTL
     )
     assert len(again.new) == 1
 
 
 async def test_concurrent_claim_by_other_cycle_is_dropped(ledger: Ledger) -> None:
-    await ledger.claim_issues([issue()], cycle_id="c1", now=T0, ttl=TTL)
-    other = await ledger.claim_issues(
+    await ledger.episodes.claim_issues([issue()], cycle_id="c1", now=T0, ttl=TTL)
+    other = await ledger.episodes.claim_issues(
         [issue()], cycle_id="c2", now=T0 + timedelta(seconds=5), ttl=TTL
     )
     assert [d.reason for d in other.dropped] == [DropReason.CLAIMED_BY_OTHER_CYCLE]
@@ -99,49 +107,57 @@ async def test_concurrent_claim_by_other_cycle_is_dropped(ledger: Ledger) -> Non
 
 async def test_cleared_only_when_check_ok_and_host_up(ledger: Ledger) -> None:
     fp = issue().fingerprint
-    await ledger.claim_issues([issue()], cycle_id="c1", now=T0, ttl=TTL)
-    await ledger.confirm_reported([fp], cycle_id="c1", now=T0)
+    await ledger.episodes.claim_issues([issue()], cycle_id="c1", now=T0, ttl=TTL)
+    await ledger.episodes.confirm_reported([fp], cycle_id="c1", now=T0)
     # query failed: nothing clears
-    assert await ledger.close_cleared(set(), checks_ok=set(), hosts_up={"web-01"}, now=T0) == []
+    assert (
+        await ledger.episodes.close_cleared(set(), checks_ok=set(), hosts_up={"web-01"}, now=T0)
+        == []
+    )
     # host down: nothing clears
     assert (
-        await ledger.close_cleared(set(), checks_ok={"failed_unit"}, hosts_up=set(), now=T0) == []
+        await ledger.episodes.close_cleared(
+            set(), checks_ok={"failed_unit"}, hosts_up=set(), now=T0
+        )
+        == []
     )
     # still detected: nothing clears
     assert (
-        await ledger.close_cleared({fp}, checks_ok={"failed_unit"}, hosts_up={"web-01"}, now=T0)
+        await ledger.episodes.close_cleared(
+            {fp}, checks_ok={"failed_unit"}, hosts_up={"web-01"}, now=T0
+        )
         == []
     )
-    assert await ledger.close_cleared(
+    assert await ledger.episodes.close_cleared(
         set(), checks_ok={"failed_unit"}, hosts_up={"web-01"}, now=T0
     ) == [fp]
-    recur = await ledger.claim_issues(
+    recur = await ledger.episodes.claim_issues(
         [issue()], cycle_id="c2", now=T0 + timedelta(minutes=30), ttl=TTL
     )
     assert len(recur.new) == 1  # a recurrence is fresh
-    assert await ledger.episode_count(fp) == 2
+    assert await ledger.episodes.episode_count(fp) == 2
 
 
 async def test_release_makes_issue_reportable(ledger: Ledger) -> None:
     fp = issue().fingerprint
-    await ledger.claim_issues([issue()], cycle_id="c1", now=T0, ttl=TTL)
-    await ledger.confirm_reported([fp], cycle_id="c1", now=T0)
-    assert await ledger.release_issue(fp, now=T0 + timedelta(minutes=20))
-    again = await ledger.claim_issues(
+    await ledger.episodes.claim_issues([issue()], cycle_id="c1", now=T0, ttl=TTL)
+    await ledger.episodes.confirm_reported([fp], cycle_id="c1", now=T0)
+    assert await ledger.episodes.release_issue(fp, now=T0 + timedelta(minutes=20))
+    again = await ledger.episodes.claim_issues(
         [issue()], cycle_id="c2", now=T0 + timedelta(minutes=30), ttl=TTL
     )
     assert len(again.new) == 1
 
 
 async def test_audit_and_heartbeat(ledger: Ledger) -> None:
-    await ledger.record_audit("decision", {"by": "alice"}, now=T0, action_id="a1")
-    [row] = await ledger.audit_trail(action_id="a1")
+    await ledger.operations.record_audit("decision", {"by": "alice"}, now=T0, action_id="a1")
+    [row] = await ledger.operations.audit_trail(action_id="a1")
     assert row["event"] == "decision"
     assert row["detail"] == {"by": "alice"}
-    assert await ledger.last_heartbeat("cycle") is None
-    await ledger.heartbeat("cycle", now=T0)
-    await ledger.heartbeat("cycle", now=T0 + timedelta(minutes=15))
-    assert await ledger.last_heartbeat("cycle") == T0 + timedelta(minutes=15)
+    assert await ledger.operations.last_heartbeat("cycle") is None
+    await ledger.operations.heartbeat("cycle", now=T0)
+    await ledger.operations.heartbeat("cycle", now=T0 + timedelta(minutes=15))
+    assert await ledger.operations.last_heartbeat("cycle") == T0 + timedelta(minutes=15)
 
 
 async def test_unreachable_database_is_a_ledger_error_without_password() -> None:

@@ -43,17 +43,17 @@ async def act(
     """One action through request, vote and decision; with `ended`, also a job and an
     attempt and a terminal status at that time."""
     p = proposal(host, cycle_id, at)
-    await led.record_cycle_start(cycle_id, flow_run_id=None, now=at)
-    await led.record_actions([p], now=at)
-    await led.record_approval_request(ApprovalRequest(
+    await led.operations.record_cycle_start(cycle_id, flow_run_id=None, now=at)
+    await led.actions.record_actions([p], now=at)
+    await led.actions.record_approval_request(ApprovalRequest(
         action_id=p.action_id, channel_id="c", message_id="m", flow_run_id="r", risk=p.risk,
         deadline=at + H, policy_hash=p.policy_hash, requested_at=at))  # fmt: skip
-    await led.sync_votes(p.action_id, [("u1", "alice", "✅")], now=at)
-    await led.record_audit("approval_requested", {}, now=at, action_id=p.action_id)
+    await led.actions.sync_votes(p.action_id, [("u1", "alice", "✅")], now=at)
+    await led.operations.record_audit("approval_requested", {}, now=at, action_id=p.action_id)
     if ended is None:
         return p.action_id
     decided = at + timedelta(minutes=2)
-    await led.record_decision_intent(
+    await led.actions.record_decision_intent(
         Decision(
             action_id=p.action_id,
             decision="approve",
@@ -62,9 +62,9 @@ async def act(
             intended_at=decided,
         )
     )
-    await led.mark_decision_applied(p.action_id, now=decided)
+    await led.actions.mark_decision_applied(p.action_id, now=decided)
     assert (
-        await led.claim_launch(
+        await led.jobs.claim_launch(
             action_id=p.action_id,
             host=host,
             runner="awx",
@@ -75,9 +75,9 @@ async def act(
         )
         == "claimed"
     )
-    await led.record_job_launched(p.action_id, job_id="7", job_url=None, now=decided)
-    await led.record_job_state(p.action_id, state="successful", finished=True, now=ended)
-    await led.record_attempt(
+    await led.jobs.record_job_launched(p.action_id, job_id="7", job_url=None, now=decided)
+    await led.jobs.record_job_state(p.action_id, state="successful", finished=True, now=ended)
+    await led.episodes.record_attempt(
         action_id=p.action_id,
         fingerprints=p.fingerprints,
         host=host,
@@ -87,24 +87,25 @@ async def act(
         explanation="",
         now=ended,
     )
-    await led.set_action_status(p.action_id, ActionStatus.FINISHED, now=ended)
-    await led.record_cycle_end(cycle_id, actions_dispatched=1, report={}, now=at)
+    await led.actions.set_action_status(p.action_id, ActionStatus.FINISHED, now=ended)
+    await led.operations.record_cycle_end(cycle_id, actions_dispatched=1, report={}, now=at)
     return p.action_id
 
 
 async def episode(led: Ledger, host: str, at: datetime, *, closed: datetime | None) -> None:
     fp = issue(host).fingerprint
-    await led.claim_issues([issue(host)], cycle_id="c-ep", now=at, ttl=TTL)
-    await led.confirm_reported([fp], cycle_id="c-ep", now=at)
+    await led.episodes.claim_issues([issue(host)], cycle_id="c-ep", now=at, ttl=TTL)
+    await led.episodes.confirm_reported([fp], cycle_id="c-ep", now=at)
     if closed is not None:
-        cleared = await led.close_cleared(set(), checks_ok={"failed_unit"}, hosts_up={host},
-                                          now=closed)  # fmt: skip
+        cleared = await led.episodes.close_cleared(
+            set(), checks_ok={"failed_unit"}, hosts_up={host}, now=closed
+        )
         assert cleared == [fp]
 
 
 async def history(led: Ledger) -> dict:
     fps = [issue(h).fingerprint for h in ("web-01", "web-02", "web-03", "web-04")]
-    return await led.attempt_history(fps, since=T0 - WINDOW)
+    return await led.episodes.attempt_history(fps, since=T0 - WINDOW)
 
 
 async def test_prune_keeps_attempt_window_open_episodes_and_unfinished_actions(
@@ -116,42 +117,45 @@ async def test_prune_keeps_attempt_window_open_episodes_and_unfinished_actions(
     recent = await act(ledger, "web-04", "c-recent", T0 - 2 * H, ended=T0 - H)
     await episode(ledger, "db-09", T0 - 72 * H, closed=None)  # open for three days
     await episode(ledger, "web-01", T0 - 50 * H, closed=T0 - 47 * H)
-    await ledger.record_audit("cycle_note", {}, now=T0 - 48 * H, cycle_id="c-old")
-    await ledger.record_audit("cycle_note", {}, now=T0 - H, cycle_id="c-recent")
+    await ledger.operations.record_audit("cycle_note", {}, now=T0 - 48 * H, cycle_id="c-old")
+    await ledger.operations.record_audit("cycle_note", {}, now=T0 - H, cycle_id="c-recent")
     before = await history(ledger)
     assert len(before[issue("web-02").fingerprint]) == 1  # inside the window
 
     # older_than is shorter than the attempt window: the window wins
-    deleted = await ledger.prune(older_than=2 * H, now=T0, keep=WINDOW)
+    deleted = await ledger.operations.prune(older_than=2 * H, now=T0, keep=WINDOW)
 
     assert deleted == {
-        "votes": 1, "decisions": 1, "approval_requests": 1, "jobs": 1, "actions": 1,
+        "votes": 1, "decisions": 1, "approval_requests": 1, "jobs": 1, "continuations": 0,
+        "actions": 1,
         "audit": 2, "attempts": 1, "issue_episodes": 1, "cycles": 1,
     }  # fmt: skip
-    assert await ledger.get_action(old_done) is None
-    assert await ledger.audit_trail(action_id=old_done) == []
+    assert await ledger.actions.get_action(old_done) is None
+    assert await ledger.operations.audit_trail(action_id=old_done) == []
     assert await history(ledger) == before  # the attempt window is intact
-    kept = await ledger.get_action(in_window)
+    kept = await ledger.actions.get_action(in_window)
     assert kept is not None and kept.job is not None and kept.decision is not None
-    still_open = await ledger.get_action(old_open)  # unfinished: kept whatever its age
+    still_open = await ledger.actions.get_action(old_open)  # unfinished: kept whatever its age
     assert still_open is not None and still_open.request is not None
-    assert len(await ledger.votes(old_open)) == 1
-    assert len(await ledger.audit_trail(action_id=old_open)) == 1
-    assert await ledger.get_action(recent) is not None
-    assert [e["host"] for e in await ledger.open_episodes()] == ["db-09"]
-    assert await ledger.episode_count(issue("web-01").fingerprint) == 0
-    assert await ledger.cycle_flow_run("c-open") is None  # row kept (no run id recorded)
-    counts = await ledger.row_counts()
+    assert len(await ledger.actions.votes(old_open)) == 1
+    assert len(await ledger.operations.audit_trail(action_id=old_open)) == 1
+    assert await ledger.actions.get_action(recent) is not None
+    assert [e["host"] for e in await ledger.episodes.open_episodes()] == ["db-09"]
+    assert await ledger.episodes.episode_count(issue("web-01").fingerprint) == 0
+    assert await ledger.operations.cycle_flow_run("c-open") is None  # row kept (no run id recorded)
+    counts = await ledger.operations.row_counts()
     assert counts["cycles"] == 3 and counts["actions"] == 3
     # nothing more to do the second time
-    assert set((await ledger.prune(older_than=2 * H, now=T0, keep=WINDOW)).values()) == {0}
+    assert set((await ledger.operations.prune(older_than=2 * H, now=T0, keep=WINDOW)).values()) == {
+        0
+    }
 
 
 async def test_prune_respects_a_longer_age(ledger: Ledger) -> None:
     await act(ledger, "web-01", "c-old", T0 - 48 * H, ended=T0 - 47 * H)
-    deleted = await ledger.prune(older_than=72 * H, now=T0, keep=WINDOW)
+    deleted = await ledger.operations.prune(older_than=72 * H, now=T0, keep=WINDOW)
     assert set(deleted.values()) == {0}
-    deleted = await ledger.prune(older_than=46 * H, now=T0, keep=WINDOW)
+    deleted = await ledger.operations.prune(older_than=46 * H, now=T0, keep=WINDOW)
     assert deleted["actions"] == 1 and deleted["attempts"] == 1
 
 
@@ -159,15 +163,15 @@ async def test_metric_facts_of_the_window(ledger: Ledger) -> None:
     await act(ledger, "web-01", "c-old", T0 - 48 * H, ended=T0 - 47 * H)  # outside
     await act(ledger, "web-02", "c-window", T0 - 12 * H, ended=T0 - 11 * H)
     await act(ledger, "web-03", "c-open", T0 - H, ended=None)
-    await ledger.record_cycle_end(
+    await ledger.operations.record_cycle_end(
         "c-open", actions_dispatched=1, now=T0,
         report={"usage": {"input_tokens": 100, "output_tokens": 20,
                           "cache_read_input_tokens": 5}, "cost_usd": 0.25},
     )  # fmt: skip
-    await ledger.heartbeat("listener", now=T0 - timedelta(seconds=30))
-    await ledger.set_alert_state("dead-mans-switch-listener", firing=True, now=T0)
+    await ledger.operations.heartbeat("listener", now=T0 - timedelta(seconds=30))
+    await ledger.operations.set_alert_state("dead-mans-switch-listener", firing=True, now=T0)
 
-    facts = await ledger.metric_facts(now=T0, window=WINDOW)
+    facts = await ledger.operations.metric_facts(now=T0, window=WINDOW)
 
     [approval] = facts.approvals
     assert (approval.outcome, approval.via, approval.latency_seconds) == (
