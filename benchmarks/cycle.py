@@ -126,9 +126,9 @@ async def raw_cycle(prom_url: str, ledger_url: str, queries: dict[str, str]) -> 
     import httpx
 
     from clients.ledger import Ledger
+    from core.deadman import CYCLE_ALERT
     from core.records import ActionStatus
-    from flows import operator_controls
-    from flows.remediation_cycle import PROMETHEUS_ALERT
+    from tasks.cycle import PROMETHEUS_ALERT
 
     now = datetime.now(UTC)
     cycle_id = f"raw-{uuid.uuid4()}"
@@ -150,7 +150,7 @@ async def raw_cycle(prom_url: str, ledger_url: str, queries: dict[str, str]) -> 
         )
         await ledger.claim_cycle_summary(cycle_id, now=now)
         await ledger.heartbeat("cycle", now=now, detail='{"stale_after_seconds": 1800}')
-        await ledger.set_alert_state(operator_controls.CYCLE_ALERT, firing=False, now=now)
+        await ledger.set_alert_state(CYCLE_ALERT, firing=False, now=now)
         await ledger.metric_facts(now=now, window=timedelta(days=1))
 
 

@@ -25,14 +25,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from core.analysis import ModelAction
+from core.deadman import heartbeat_detail
 from core.models import CheckName, Issue, Severity
 from core.policy import Policy
 from core.records import ActionStatus, ApprovalRequest
 from core.report import CycleOutcome
 from core.selfmetrics import LedgerFacts, build_metrics, render_text
+from core.settings import OperatorSettings
 from core.vetting import ProposedAction
-from flows import operator_controls
-from flows.operator_controls import OperatorSettings
 from flows.remediation_cycle import remediation_cycle
 from flows.retention import prune_ledger
 from flows.watchdog import remediation_watchdog
@@ -303,7 +303,7 @@ async def test_dead_mans_switch_for_the_cycle_fires_once_and_clears_once(stack: 
         await ledger.heartbeat(
             "cycle",
             now=now - timedelta(seconds=200),
-            detail=operator_controls.heartbeat_detail(1800),
+            detail=heartbeat_detail(1800),
         )
     assert (await remediation_watchdog(blocks=stack.names))["cycle"] is False
     assert count(stack, CYCLE_SILENT) == 0

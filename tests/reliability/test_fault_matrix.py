@@ -35,6 +35,7 @@ from clients.loki import LokiClient
 from core import render
 from core.analysis import AnalysisUnreadable, read_analysis
 from core.catalog import UNIT, Runner
+from core.cycle_notices import NO_TARGETS
 from core.logs import LogContext
 from core.policy import RiskRegister, load_policy
 from core.prompt import build_analysis_request
@@ -43,7 +44,7 @@ from core.report import CycleOutcome
 from core.vetting import ProposedAction
 from flows.reconciler import reconcile
 from flows.remediate_action import remediate_action
-from flows.remediation_cycle import NO_TARGETS, remediation_cycle
+from flows.remediation_cycle import remediation_cycle
 from sandbox.anthropic import (
     AnthropicServer,
     fenced_json_answer,
