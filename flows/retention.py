@@ -22,17 +22,11 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.logging import get_run_logger
 
 from blocks.names import BlockNames
-from core.policy import Policy
+from core.retention import attempt_horizon, prune_cutoff, prune_rows
 from tasks.connections import open_connections, resolve_policy
+from tasks.ledger import prune_ledger_rows
 
 NEEDED_BLOCKS = ("ledger",)
-
-
-def attempt_horizon(policy: Policy) -> timedelta:
-    """How far back the attempt history is read (limits, cooldown, relapses)."""
-    return timedelta(
-        seconds=max(policy.attempt_window_seconds, policy.cooldown_seconds, policy.relapse_seconds)
-    )
 
 
 @flow(name="prune-ledger", retries=0)
@@ -50,19 +44,15 @@ async def prune_ledger(
     checked = (await resolve_policy(policy, blocks)).policy
     conns = await open_connections(blocks, NEEDED_BLOCKS)
     now = datetime.now(UTC)
-    keep = attempt_horizon(checked)
+    older_than = timedelta(days=older_than_days)
     async with conns:
-        deleted = await conns.ledger.prune(
-            older_than=timedelta(days=older_than_days), now=now, keep=keep
+        deleted, remaining = await prune_ledger_rows(
+            conns.ledger, older_than, attempt_horizon(checked), now
         )
-        remaining = await conns.ledger.row_counts()
-    cutoff = now - max(timedelta(days=older_than_days), keep)
+    cutoff = prune_cutoff(now, older_than, checked)
     await acreate_table_artifact(
         key="remediation-ledger-prune",
-        table=[
-            {"table": t, "deleted": n, "remaining": remaining.get(t)}
-            for t, n in sorted(deleted.items())
-        ],
+        table=prune_rows(deleted, remaining),
         description=f"Ledger rows older than {cutoff.isoformat()} pruned",
     )
     get_run_logger().info("pruned %d ledger rows older than %s", sum(deleted.values()), cutoff)

@@ -43,3 +43,13 @@ async def read_attempt_history(
     """Attempt history of the issues, and how many actions await approval now."""
     history = await ledger.attempt_history(fingerprints, since=since)
     return history, await ledger.pending_approvals()
+
+
+@task(name="prune-ledger-rows", cache_policy=NO_CACHE, retries=0)
+async def prune_ledger_rows(
+    ledger: Ledger, older_than: timedelta, keep: timedelta, now: datetime
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Delete rows older than `max(older_than, keep)` in one transaction (a failure
+    deletes nothing). Rows deleted per table, and rows left per table."""
+    deleted = await ledger.prune(older_than=older_than, now=now, keep=keep)
+    return deleted, await ledger.row_counts()

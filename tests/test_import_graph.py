@@ -1,9 +1,17 @@
-"""No import cycle among the product modules, lazy imports inside functions included
-(a cycle hidden in a function body still ties the two modules together)."""
+"""No import cycle among the product modules, and the layers import only downwards: lazy
+imports inside functions included (a cycle or a shortcut hidden in a function body still
+ties the two modules together).
+
+Layers (docs/architecture.md): `core` is pure (no I/O library, nothing of the project
+above it); `clients` and `tasks` never reach up into `flows`; `flows` orchestrate and
+reach I/O only through `tasks` — from `clients` only the typed errors, and no Prefect API
+client, deployment runs or Variables of their own.
+"""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,19 +22,26 @@ def _module(path: Path) -> str:
     return ".".join(path.relative_to(ROOT).with_suffix("").parts)
 
 
+def product_modules() -> set[str]:
+    return {_module(p) for pkg in PACKAGES for p in (ROOT / pkg).glob("*.py")}
+
+
+def imports_of(name: str) -> set[str]:
+    """Every name `name` imports, anywhere in the file: `import a.b` gives a.b, `from a.b
+    import c` gives a.b and a.b.c (c may be a module or a name in it)."""
+    tree = ast.parse((ROOT / (name.replace(".", "/") + ".py")).read_text())
+    deps: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            deps |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            deps |= {a.name for a in node.names}
+    return deps
+
+
 def import_graph() -> dict[str, set[str]]:
-    modules = {_module(p) for pkg in PACKAGES for p in (ROOT / pkg).glob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name in modules:
-        tree = ast.parse((ROOT / (name.replace(".", "/") + ".py")).read_text())
-        deps: set[str] = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                deps |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
-            elif isinstance(node, ast.Import):
-                deps |= {a.name for a in node.names}
-        graph[name] = {d for d in deps if d in modules and d != name}
-    return graph
+    modules = product_modules()
+    return {name: {d for d in imports_of(name) if d in modules and d != name} for name in modules}
 
 
 def cycle_from(graph: dict[str, set[str]], start: str) -> list[str] | None:
@@ -53,3 +68,64 @@ def test_no_product_module_imports_itself_back() -> None:
     graph = import_graph()
     cycles = [c for m in sorted(graph) if (c := cycle_from(graph, m))]
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+# --- layering ----------------------------------------------------------------------------------
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def violations(package: str, forbidden: Callable[[str], bool]) -> list[str]:
+    """`module imports name` for every forbidden import of a module in `package`."""
+    return [
+        f"{module} imports {dep}"
+        for module in sorted(m for m in product_modules() if _under(m, package))
+        for dep in sorted(imports_of(module))
+        if forbidden(dep)
+    ]
+
+
+# I/O libraries core never touches (pydantic and the standard library's pure parts are fine)
+IO_LIBRARIES = ("httpx", "sqlalchemy", "prefect", "anthropic", "discord", "aiosqlite", "asyncpg")
+# Prefect's own API client, deployment runs and Variables: PrefectRuns's, reached through tasks
+PREFECT_API = ("prefect.deployments", "prefect.variables", "prefect.get_client")
+
+
+def _flow_forbidden(dep: str) -> bool:
+    if _under(dep, "clients"):
+        return not _under(dep, "clients.errors")  # typed errors are caught in flows
+    return dep.startswith("prefect.client") or any(_under(dep, p) for p in PREFECT_API)
+
+
+def test_flows_reach_clients_only_through_tasks_except_typed_errors() -> None:
+    assert not (found := violations("flows", _flow_forbidden)), "\n".join(found)
+
+
+def test_core_imports_no_other_layer_and_no_io_library() -> None:
+    layers = ("clients", "tasks", "flows", "blocks", *IO_LIBRARIES)
+    found = violations("core", lambda dep: any(_under(dep, p) for p in layers))
+    assert not found, "\n".join(found)
+
+
+def test_tasks_and_clients_never_import_flows() -> None:
+    found = [
+        *violations("tasks", lambda dep: _under(dep, "flows")),
+        *violations("clients", lambda dep: _under(dep, "flows")),
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_clients_import_no_project_layer_but_core() -> None:
+    above = ("tasks", "flows", "blocks")
+    found = violations("clients", lambda dep: any(_under(dep, p) for p in above))
+    assert not found, "\n".join(found)
+
+
+def test_the_layering_rules_see_lazy_and_aliased_imports() -> None:
+    # the checks above would pass vacuously if imports_of missed these shapes
+    assert "tasks.cycle" in imports_of("flows.remediation_cycle")
+    assert "flows.remediate_action" in imports_of("flows.dispatch")  # inside a function
+    assert _flow_forbidden("prefect.client.orchestration")
+    assert _flow_forbidden("prefect.get_client") and _flow_forbidden("clients.ledger.Ledger")
+    assert not _flow_forbidden("clients.errors.UpstreamError")
+    assert not _flow_forbidden("prefect.context")
