@@ -1,8 +1,13 @@
-"""A separate process that claims issues in the ledger (for the concurrent-writer test).
+"""A separate process that claims issues in the ledger (for the concurrent-writer test),
+or opens it (for the concurrent-upgrade test).
 
 Usage: python -m tests.clients.ledger_worker URL CYCLE_ID START_AT FP...
 It waits until START_AT (epoch seconds) so two workers hit the ledger together, then
 claims the issues and confirms them reported, printing the new fingerprints as JSON.
+
+Usage: python -m tests.clients.ledger_worker migrate URL START_AT
+It waits until START_AT, opens the ledger (migrating it if it is older) and prints its
+schema version and how many continuations it records, as JSON.
 """
 
 from __future__ import annotations
@@ -44,5 +49,17 @@ async def main(url: str, cycle_id: str, start_at: float, fps: list[str]) -> None
     print(json.dumps(new))
 
 
+async def migrate(url: str, start_at: float) -> None:
+    ledger = Ledger(url)
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    version = await ledger.ensure_schema()
+    continuations = await ledger.operations.row_counts()
+    await ledger.aclose()
+    print(json.dumps({"version": version, "continuations": continuations["continuations"]}))
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]))
+    if sys.argv[1] == "migrate":
+        asyncio.run(migrate(sys.argv[2], float(sys.argv[3])))
+    else:
+        asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]))
