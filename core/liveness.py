@@ -130,15 +130,6 @@ class Remedy(StrEnum):
     GIVE_UP = "give_up"  # continued too often already
 
 
-class ContinuationEnded(Exception):
-    """The fresh run for a dead one already exists and has ended (someone cancelled it,
-    or it ran and left the action undone)."""
-
-    def __init__(self, run_id: str, state_name: str) -> None:
-        super().__init__(f"run {run_id} ended {state_name}")
-        self.run_id, self.state_name = run_id, state_name
-
-
 # --- reading a run's tags and parameters ----------------------------------------------
 def action_id_of(parameters: Mapping[str, Any] | None, tags: Iterable[str] | None) -> str | None:
     """The action an action run handles: its `action` parameter, else its `action:` tag."""

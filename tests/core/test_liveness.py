@@ -12,7 +12,6 @@ from core.liveness import (
     MAX_CONTINUATIONS,
     STALE_HEARTBEATS,
     ActionRun,
-    ContinuationEnded,
     Outcome,
     Remedy,
     RunStateType,
@@ -208,7 +207,6 @@ def test_a_fresh_run_not_dead_is_the_continuation_whose_announcement_may_be_miss
 def test_a_run_without_a_state_reads_as_unknown_state() -> None:
     assert run(state=None).state_label == "unknown state"
     assert run(state=RunStateType.CRASHED).state_label == "Crashed"
-    assert str(ContinuationEnded("run-9", "Cancelled")) == "run run-9 ended Cancelled"
 
 
 # --- notices --------------------------------------------------------------------------

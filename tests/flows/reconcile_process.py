@@ -17,15 +17,16 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import FlowRun
 
 from blocks.names import BlockNames
 from clients.ledger_jobs import ActionLiveness
+from core.liveness import ActionRun
 from core.policy import load_policy
-from flows.reconciler import Reconciler
 from tasks.connections import open_connections
+from tasks.reconcile import Reconciler
 
 
 class PausingReconciler(Reconciler):
@@ -35,14 +36,18 @@ class PausingReconciler(Reconciler):
         super().__init__(*args, **kw)
         self.pause, self.where = pause, where
 
-    async def hold(self, view: ActionLiveness, dead: FlowRun, new_run_id: str | None) -> None:
+    async def hold(self, view: ActionLiveness, dead: ActionRun, new_run_id: str | None) -> None:
         what = {"action_id": view.action_id, "dead_run_id": str(dead.id), "new_run_id": new_run_id}
         (self.where / "paused.tmp").write_text(json.dumps(what))
         (self.where / "paused.tmp").rename(self.where / "paused")  # seen whole or not at all
         await asyncio.Event().wait()  # until the test's SIGKILL
 
     async def start_continuation(
-        self, view: ActionLiveness, dead: FlowRun, params: dict[str, Any], deployment_id: Any
+        self,
+        view: ActionLiveness,
+        dead: ActionRun,
+        params: dict[str, Any],
+        deployment_id: UUID | str | None,
     ) -> str | None:
         if self.pause == "before":
             await self.hold(view, dead, None)

@@ -20,16 +20,13 @@ from prefect.deployments import arun_deployment
 from prefect.states import Crashed
 
 from clients.ledger import Ledger
+from core.liveness import MAX_CONTINUATIONS
 from core.policy import load_policy
 from core.records import ActionStatus
-from flows.reconciler import (
-    MAX_CONTINUATIONS,
-    reconcile,
-    reconcile_actions,
-    wait_for_continuations,
-)
+from flows.reconciler import reconcile, reconcile_actions
 from flows.remediate_action import remediate_action
 from sandbox.jobs import JobTemplate, Script
+from tasks.reconcile import wait_for_continuations
 from tests.fixtures.loki_discord import CHANNEL_ID
 from tests.fixtures.serve import DEPLOYMENT, ServedDeployment
 from tests.fixtures.stack import FAST_POLICY, Stack

@@ -22,13 +22,14 @@ from prefect.deployments import arun_deployment
 from prefect.states import Cancelled, Crashed
 
 from clients.ledger import Ledger
+from core.launch import MARKER_KEY
+from core.liveness import CLAIM_WINDOW
 from core.policy import load_policy
 from core.records import ActionStatus
 from core.settings import ListenerSettings
-from flows.launching import MARKER_KEY
-from flows.reconciler import CLAIM_WINDOW, Reconciler
 from flows.remediate_action import remediate_action
 from sandbox.jobs import JobTemplate, Script
+from tasks.reconcile import Reconciler, action_run
 from tests.fixtures.serve import DEPLOYMENT, ServedDeployment
 from tests.fixtures.stack import Stack
 from tests.flows.helpers import eventually
@@ -152,7 +153,7 @@ async def test_a_reconciler_killed_between_claim_and_create_is_taken_over_prompt
         # back from Prefect, and announces nothing more.
         view = (await conns.ledger.action_liveness([first.action_id]))[first.action_id]
         again = await reconciler.continue_action(
-            view, await client.read_flow_run(dead.id), datetime.now(UTC)
+            view, action_run(await client.read_flow_run(dead.id)), datetime.now(UTC)
         )
         assert again == ("deployment", outcome.new_run_id)
 
