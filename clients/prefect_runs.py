@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+from prefect.client.schemas.actions import ArtifactCreate, VariableCreate, VariableUpdate
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
@@ -323,6 +323,21 @@ class PrefectRuns:
     async def start_run(self, deployment_id: uuid.UUID, tags: Iterable[str]) -> FlowRun:
         """A new run of the deployment with its own parameters (not a subflow)."""
         return await self.client.create_flow_run_from_deployment(deployment_id, tags=list(tags))
+
+    async def create_markdown_artifact(
+        self, key: str, markdown: str, description: str, flow_run_id: str | None
+    ) -> None:
+        """A markdown artifact on another run (e.g. a cycle's summary, written by the
+        cycle's last action to end)."""
+        await self.client.create_artifact(
+            ArtifactCreate(
+                key=key,
+                type="markdown",
+                data=markdown,
+                description=description,
+                flow_run_id=_uuid(flow_run_id) if flow_run_id else None,
+            )
+        )
 
     # --- Variables ------------------------------------------------------------------------
     async def read_variable(self, name: str, default: Any = None) -> Any:

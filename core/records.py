@@ -8,6 +8,7 @@ from typing import Literal
 
 from core.models import Frozen, Risk
 from core.vetting import ProposedAction
+from core.wire import JobState
 
 
 class ActionStatus(StrEnum):
@@ -69,7 +70,7 @@ class JobRecord(Frozen):
     job_id: str | None = None
     job_url: str | None = None
     launched_at: datetime | None = None
-    state: str | None = None
+    state: JobState | None = None
     finished_at: datetime | None = None
     output_tail: str | None = None
 

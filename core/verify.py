@@ -37,7 +37,7 @@ from core.params import code_span, parameters_json
 from core.records import ActionRecord, Decision
 from core.render import quoted
 from core.vetting import ProposedAction
-from core.wire import ClaudeReply, Embed, EmbedField, Sample
+from core.wire import ClaudeReply, Embed, EmbedField, JobState, Sample
 
 VERDICT_TOOL = "submit_verdict"
 Verdict = Literal["effective", "ineffective", "inconclusive"]
@@ -284,17 +284,17 @@ def settle_delay(settle_seconds: float, job_end: datetime, now: datetime) -> flo
     return max(0.0, min(settle_seconds, left))
 
 
-def attempt_outcome(job_state: str, verdict: Verdict) -> tuple[str, bool]:
+def attempt_outcome(job_state: JobState, verdict: Verdict) -> tuple[str, bool]:
     """What the attempt counts as: (outcome, counts toward the attempt limit).
 
     A job that did not succeed is a failed attempt unless the condition is verifiably
     gone; a failed or ineffective attempt counts. Inconclusive does not count."""
-    outcome = verdict if job_state == "successful" or verdict == "effective" else "failed"
+    outcome = verdict if job_state == JobState.SUCCESSFUL or verdict == "effective" else "failed"
     return outcome, outcome in ("ineffective", "failed")
 
 
 def verification_request(
-    *, action: dict[str, Any], job_state: str, output_tail: str, logs: str, recheck: Recheck
+    *, action: dict[str, Any], job_state: JobState, output_tail: str, logs: str, recheck: Recheck
 ) -> dict[str, Any]:
     """The verification prompt (system, messages, tool) for `submit_verdict`."""
     tool = {
@@ -381,7 +381,7 @@ def result_embed(
     decision: Decision,
     job_id: str | None,
     job_url: str | None,
-    job_state: str,
+    job_state: JobState,
     duration_s: float | None,
     verification: Verification,
     output_tail: str,
@@ -391,7 +391,7 @@ def result_embed(
     job = f"`{job_id}`" if job_id else "-"
     if job_url:
         job += f" ([open]({job_url}))"
-    state = job_state if job_state == "successful" else f"**{job_state}**"
+    state = f"{job_state}" if job_state == JobState.SUCCESSFUL else f"**{job_state}**"
     fields = [
         EmbedField(
             name="Action",
@@ -418,7 +418,7 @@ def result_embed(
         EmbedField(name=f"Verdict: {verdict}", value=_verdict_text(verification)[:1024]),
         EmbedField(name="Last output lines", value=quoted(output_tail[-900:] or "(none)", 950)),
     ]
-    job_note = "" if job_state == "successful" else f" (job {job_state})"
+    job_note = "" if job_state == JobState.SUCCESSFUL else f" (job {job_state})"
     return Embed(
         title=(
             f"{VERDICT_ICONS[verdict]} {verdict.upper()}: {action.catalog_key} on "
@@ -443,7 +443,7 @@ def action_report(
     record: ActionRecord,
     *,
     decision: Decision,
-    job_state: str,
+    job_state: JobState,
     output_tail: str,
     verification: Verification,
     outcome: str,
@@ -509,3 +509,27 @@ def action_report(
         "```",
     ]
     return "\n".join(lines) + "\n"
+
+
+@degrades("not-run report", "markdown")
+def not_run_report(
+    action: ProposedAction, decision: Decision, record: ActionRecord | None, why: str
+) -> str:
+    """The artifact of an action that did not run (or whose job cannot be followed)."""
+    job = record.job if record else None
+    lines = [
+        f"# `{action.catalog_key}` on `{action.host}`: not run",
+        "",
+        f"- action id: `{action.action_id}` · policy `{action.policy_hash}`",
+        f"- parameters: {code_span(parameters_json(action.parameters), 20000)}",
+        f"- decision: {decision.decision} by {decision.decider} ({decision.via})",
+        f"- runner: {action.runner.value} `{action.template}`",
+    ]
+    if job is not None:
+        lines.append(
+            f"- job: `{job.job_id or 'none recorded'}` · state {job.state or '-'}"
+            f" · launch intent {job.intent_at.isoformat()}"
+            + (f" ({job.job_url})" if job.job_url else "")
+        )
+    lines += ["", f"**Why:** {why}", ""]
+    return "\n".join(lines)

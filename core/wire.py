@@ -115,19 +115,24 @@ class ClaudeReply(Frozen):
 
 # --- Job runners (AWX, Semaphore, local Ansible) -------------------------------------
 class JobState(StrEnum):
+    """A job's state: the runners' (mapped from their words by the clients), then the
+    end states only this project gives a job (stored as these strings in the ledger)."""
+
     PENDING = "pending"
     RUNNING = "running"
     SUCCESSFUL = "successful"
     FAILED = "failed"
     ERROR = "error"
     CANCELED = "canceled"
+    # Ours, never a runner's:
+    TIMED_OUT = "timeout"  # ran past the entry's max job time; cancelled
+    REFUSED = "refused"  # created wider than asked (e.g. AWX ignored `limit`); cancelled
+    NOT_LAUNCHED = "not_launched"  # no job exists: never sent, refused, or kill switch
+    UNKNOWN = "unknown"  # may exist or have run, but cannot be found or followed
 
     @property
     def terminal(self) -> bool:
-        return self in _TERMINAL
-
-
-_TERMINAL = {JobState.SUCCESSFUL, JobState.FAILED, JobState.ERROR, JobState.CANCELED}
+        return self not in (JobState.PENDING, JobState.RUNNING)
 
 
 class JobRef(Frozen):

@@ -110,7 +110,7 @@ class AnsibleRunner:
     """Runs playbooks on this machine, one host per job (`--limit`).
 
     Jobs live in this process: if it dies, a restarted run cannot follow or find them
-    (`status` raises LocalJobLost and `find_by_marker` finds nothing), and the Launcher
+    (`status` raises LocalJobLost and `find_by_marker` finds nothing), and the launch
     escalates "launch state unknown" instead of launching again. Variables go through a
     private temporary file (`-e @file`), never the command line.
     """

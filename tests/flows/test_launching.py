@@ -14,8 +14,8 @@ import pytest
 from blocks import AwxConnection
 from clients.awx import AwxClient
 from clients.jobs_common import has_marker
+from core.launch import MARKER_KEY
 from core.records import ActionStatus
-from flows.launching import MARKER_KEY
 from sandbox.awx import AwxServer
 from sandbox.http import free_port
 from sandbox.jobs import JobTemplate, Phase, Script

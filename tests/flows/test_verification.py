@@ -31,10 +31,10 @@ from core.settings import ActionSettings
 from core.verify import evaluate_recheck, recheck_queries
 from flows.remediate_action import remediate_action
 from flows.remediation_cycle import remediation_cycle
-from flows.verification import Verifier
 from sandbox.anthropic_wire import tool_answer
 from sandbox.jobs import JobTemplate, Phase, Script
 from tasks.connections import open_connections
+from tasks.verification import Verifier
 from tests.core.factories import vet
 from tests.fixtures.loki_discord import CHANNEL_ID
 from tests.fixtures.stack import FAST_POLICY, FAST_SETTINGS, Stack

@@ -6,13 +6,11 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import ArtifactCreate
 from prefect.logging import get_run_logger
 
 from clients.errors import UpstreamError
+from clients.prefect_runs import PrefectRuns
 from core.models import Issue
 from core.policy import Policy
 from core.summary import (
@@ -54,15 +52,12 @@ async def post_cycle_summary(conns: Connections, cycle_id: str) -> bool:
         )
     except UpstreamError as exc:
         get_run_logger().error("cycle summary post failed: %s", exc)
-    async with get_client() as client:
-        await client.create_artifact(
-            ArtifactCreate(
-                key=SUMMARY_ARTIFACT_KEY,
-                type="markdown",
-                data=cycle_summary_markdown(cycle_id, rows),
-                description=f"All actions of cycle {cycle_id} ended",
-                flow_run_id=UUID(flow_run_id) if flow_run_id else None,
-            )
+    async with PrefectRuns.open() as runs:
+        await runs.create_markdown_artifact(
+            SUMMARY_ARTIFACT_KEY,
+            cycle_summary_markdown(cycle_id, rows),
+            f"All actions of cycle {cycle_id} ended",
+            flow_run_id,
         )
     return True
 

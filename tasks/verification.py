@@ -1,30 +1,44 @@
 """Stage 5: verify a finished job — the deterministic re-check, the logs since the job,
-and Claude's verdict bounded by the re-check (`core.verify`)."""
+and Claude's verdict bounded by the re-check (`core.verify`) — and report it: the
+attempt, the result post, the action report, the cycle's close."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
 
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.logging import get_run_logger
 
 from clients.errors import UpstreamError
+from core import action_notices
+from core.action_run import ActionResult
+from core.launch import JobEnd
 from core.logs import format_context, selector
 from core.models import CheckName
 from core.policy import Policy
+from core.records import ActionStatus, Decision
 from core.settings import ActionSettings
 from core.verify import (
     Recheck,
     Verification,
     action_recheck,
+    action_report,
+    attempt_outcome,
     bound_verdict,
+    full_explanation,
     read_verdict,
     recheck_queries,
+    result_embed,
     settle_delay,
     verification_request,
 )
 from core.vetting import ProposedAction
+from core.wire import JobRef, JobState
+from tasks.action_run import REPORT_KEY, ActionRunContext, close_cycle_if_done
 from tasks.connections import Connections
+from tasks.launch import read_output_tail
+from tasks.notify import post_message
 from tasks.verify import ask_verdict, fetch_logs_since, recheck_issue
 
 UNIT_CHECKS = (CheckName.FAILED_UNIT, CheckName.INACTIVE_UNIT)
@@ -37,7 +51,7 @@ class Verifier:
         self.conns, self.policy, self.action, self.settings = conns, policy, action, settings
         self.log = get_run_logger()
 
-    async def verify(self, job_state: str, tail: str, job_end: datetime) -> Verification:
+    async def verify(self, job_state: JobState, tail: str, job_end: datetime) -> Verification:
         """Settle, re-check every addressed issue over the time since `job_end`, read the
         logs since then, ask Claude, and bound Claude's answer by the re-check."""
         await asyncio.sleep(settle_delay(self.settings.settle_seconds, job_end, datetime.now(UTC)))
@@ -113,3 +127,93 @@ class Verifier:
             return "unavailable", f"logs unavailable: {exc}"
         context = format_context(streams, s, secrets=self.conns.secrets)
         return context.status, context.text
+
+
+async def report_result(
+    run: ActionRunContext, decision: Decision, job: JobRef, end: JobEnd
+) -> ActionResult:
+    """After the job ended: verify (a failed job too: the state may have changed), record
+    the attempt, post the result, write the action report, close the cycle."""
+    action, ledger = run.action, run.ledger
+    tail = await read_output_tail(run, job)
+    now = datetime.now(UTC)
+    await ledger.record_job_state(
+        action.action_id, state=end.state.value, finished=True, now=now, output_tail=tail
+    )
+    if end.state is JobState.TIMED_OUT:
+        await run.say(action_notices.job_timeout(action, job.job_id, tail))
+    await ledger.set_action_status(action.action_id, ActionStatus.VERIFYING, now=now)
+    verifier = Verifier(run.conns, run.policy, action, run.settings)
+    verification = await verifier.verify(end.state, tail, end.ended_at(now))
+    verdict = verification.verdict
+    outcome, counts = attempt_outcome(end.state, verdict)
+    explanation = full_explanation(verification)
+    await record_outcome(run.conns, action, outcome, counts, explanation)
+    embed = result_embed(
+        action=action,
+        decision=decision,
+        job_id=job.job_id,
+        job_url=job.url,
+        job_state=end.state,
+        duration_s=end.duration_seconds,
+        verification=verification,
+        output_tail=tail,
+    )
+    try:
+        await post_message(run.conns.discord, run.conns.discord_bot.approvals_channel_id, [embed])
+    except UpstreamError as exc:
+        run.log.error("result post failed: %s", exc)
+    await ledger.set_action_status(action.action_id, ActionStatus.FINISHED, now=datetime.now(UTC))
+    result = ActionResult(
+        action_id=action.action_id,
+        status=ActionStatus.FINISHED,
+        decision=decision,
+        job_id=job.job_id,
+        job_state=end.state,
+        verdict=verdict,
+        explanation=explanation,
+    )
+    await run.audit("finished", {**result.model_dump(mode="json"), "outcome": outcome,
+                                 "counts": counts})  # fmt: skip
+    record = await ledger.get_action(action.action_id)
+    if record is not None:
+        await acreate_markdown_artifact(
+            key=REPORT_KEY,
+            markdown=action_report(
+                record,
+                decision=decision,
+                job_state=end.state,
+                output_tail=tail,
+                verification=verification,
+                outcome=outcome,
+                counts=counts,
+            ),
+            description=f"{action.catalog_key} on {action.host}: {verdict}",
+        )
+    await close_cycle_if_done(run.conns, action.cycle_id)
+    return result
+
+
+async def record_outcome(
+    conns: Connections, action: ProposedAction, outcome: str, counts: bool, explanation: str
+) -> None:
+    """The attempt, per addressed issue. A failed or ineffective attempt releases the
+    issues (the next cycle reports them again); an effective one closes their episodes,
+    so a return is seen as new — and, soon after, as a relapse."""
+    ledger = conns.ledger
+    now = datetime.now(UTC)
+    await ledger.record_attempt(
+        action_id=action.action_id,
+        fingerprints=action.fingerprints,
+        host=action.host,
+        catalog_key=action.catalog_key,
+        outcome=outcome,
+        counts=counts,
+        explanation=explanation,
+        now=now,
+    )
+    if counts:
+        for fp in action.fingerprints:
+            await ledger.release_issue(fp, now=now)
+    elif outcome == "effective":
+        await ledger.close_remediated(action.fingerprints, now=now)
