@@ -1,6 +1,6 @@
 """The approval listener's poll cost with 100 pending approvals, and a paused run's memory.
 
-Poll cost. Subject: one `Listener.poll()` (`flows.approval_listener`, as `run_listener`
+Poll cost. Subject: one `poll_once(poller)` (`flows.approval_listener`, as `run_listener`
 calls it every `poll_seconds`) with 100 actions awaiting approval — the pending-approval
 cap raised to 150 for the run — each a PAUSED `remediate-action` flow run on the local
 Prefect server with its request in the sandbox Discord (the bot's ✅/❌ on it, no human
@@ -151,7 +151,7 @@ async def paused_count(ledger: Any, listener: Any) -> int:
     from core.records import ActionStatus
 
     waiting = await ledger.actions_with_status(ActionStatus.AWAITING_APPROVAL)
-    runs = await listener.paused_action_runs(
+    runs = await listener.runs.paused_action_runs(
         r.request.flow_run_id for r in waiting if r.request and r.request.flow_run_id
     )
     return len(runs)
@@ -163,9 +163,11 @@ async def measure(pending: int, procs: int, polls: int, workdir: Path) -> dict[s
     from benchmarks.cycle import Recorder
     from clients.discord import DiscordClient
     from clients.ledger import Ledger
+    from clients.prefect_runs import PrefectRuns
     from core.policy import load_policy
     from core.settings import ListenerSettings
-    from flows.approval_listener import Listener
+    from flows.approval_listener import poll_once
+    from tasks.approvals import ApprovalPoller
     from tasks.connections import open_connections
     from tests.fixtures.loki_discord import BOT_TOKEN, make_discord_server
 
@@ -199,8 +201,9 @@ async def measure(pending: int, procs: int, polls: int, workdir: Path) -> dict[s
             conns_b = await open_connections(names("base"), ("discord", "ledger"))
             async with conns_s, conns_b, get_client() as client:
                 settings = ListenerSettings(poll_seconds=2.0)
-                subject = Listener(conns_s, checked, settings, client)
-                baseline = Listener(conns_b, checked, settings, client)
+                runs = PrefectRuns(client)
+                subject = ApprovalPoller(conns_s, checked, settings, runs)
+                baseline = ApprovalPoller(conns_b, checked, settings, runs)
                 deadline = time.monotonic() + 300
                 while (n := await paused_count(ledger, subject)) < pending:
                     dead = [c.returncode for c in children[:-1] if c.poll() is not None]
@@ -230,7 +233,7 @@ async def measure(pending: int, procs: int, polls: int, workdir: Path) -> dict[s
                             rec.api.clear()
                             before = len(discord_server.received())
                             t = time.perf_counter()
-                            poll = await listener.poll()
+                            poll = await poll_once(listener)
                             elapsed = time.perf_counter() - t
                             if poll.errors or poll.resumed:
                                 raise RuntimeError(f"unexpected poll: {poll}")

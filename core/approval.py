@@ -11,16 +11,18 @@ reminder, and `outcome_text` is what the approval message is edited to show.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from core.fallback import degrades
 from core.models import Frozen
 from core.params import code_span, parameters_json, value_text
 from core.policy import RiskLevel
-from core.records import Decision, Vote
+from core.records import ActionRecord, ApprovalRequest, Decision, Vote
 from core.render import quoted
 from core.vetting import AttemptRecord, ProposedAction
 from core.wire import Embed, EmbedField
@@ -391,3 +393,107 @@ def outcome_text(decision: Decision) -> str:
             "it runs" if approved else "will not run"
         )
     return f"{verb} ({decision.via}, {decision.decider}){comment}"
+
+
+# --- the listener's rules ------------------------------------------------------------------
+DELETED_AT_DEADLINE = "deadline passed; the approval request was deleted from Discord"
+
+
+def roles_needed(user_id: str, approvers: Approvers, guild_id: str | None) -> bool:
+    """Whether `may_approve` needs the user's guild roles looked up first (a listed user
+    never does; without a guild they cannot be looked up)."""
+    if user_id in approvers.user_ids or not guild_id:
+        return False
+    if approvers.role_ids:
+        return True
+    return not approvers.user_ids and approvers.any_member
+
+
+def may_approve(
+    user_id: str, approvers: Approvers, *, guild_id: str | None, roles: Sequence[str] | None
+) -> bool:
+    """May `user_id` decide in Discord? Approver user ids or role ids from the Discord
+    block; with neither listed, any guild member only if `any_member` is set.
+
+    `roles` are the user's guild role ids as looked up when `roles_needed` said so (None:
+    not a member of the guild, or not looked up). Roles cannot be checked without the
+    guild, and a person who left the guild no longer counts as a channel member."""
+    if user_id in approvers.user_ids:
+        return True
+    if approvers.role_ids:
+        return bool(guild_id and roles and set(roles) & set(approvers.role_ids))
+    if approvers.user_ids or not approvers.any_member:
+        return False
+    return not guild_id or roles is not None
+
+
+def with_deleted_request(decision: Decision | None, deleted: bool) -> Decision | None:
+    """A deadline default applied to a request deleted from Discord says so (the votes
+    recorded before stand; nobody could object after, so it never runs by default)."""
+    if deleted and decision is not None and decision.via == "deadline":
+        return decision.model_copy(update={"comment": DELETED_AT_DEADLINE})
+    return decision
+
+
+def run_to_confirm(record: ActionRecord, paused: Container[str]) -> str | None:
+    """The run whose applied input must be read back for an intent recorded but not
+    marked applied (a listener died between resuming and marking, or lost a race); None
+    when there is nothing to confirm, or the run is still paused (the intent is then
+    applied by the poll's resume)."""
+    if record.decision is None or record.decision.applied_at is not None:
+        return None
+    run_id = (record.request.flow_run_id if record.request else None) or record.flow_run_id
+    return None if run_id is None or run_id in paused else run_id
+
+
+def request_channel(request: ApprovalRequest, approvals_channel_id: str) -> str:
+    """The channel the request was posted in (older records: the approvals channel)."""
+    return request.channel_id or approvals_channel_id
+
+
+def message_url(guild_id: str | None, channel_id: str, message_id: str) -> str | None:
+    """A link to a Discord message (needs the guild id; None without it)."""
+    if not guild_id:
+        return None
+    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+
+
+def operator_answer(record: ActionRecord, now: datetime, *, decider: str, comment: str) -> Decision:
+    """What the kill switch answers a pending approval with: an intent recorded before
+    the switch went on, as it is (the first intent always wins; an approve is then
+    refused by the launcher), else a reject by the operator."""
+    return record.decision or Decision(
+        action_id=record.proposal.action_id,
+        decision="reject",
+        decider=decider,
+        via="operator",
+        comment=comment,
+        intended_at=now,
+    )
+
+
+class PollStats(BaseModel):
+    """What one listener poll did."""
+
+    paused_runs: int = 0
+    pending: int = 0
+    resumed: int = 0
+    reminders: int = 0
+    confirmed: int = 0  # decisions applied earlier, confirmed from Prefect in this poll
+    announced: int = 0
+    errors: list[str] = []
+
+
+class ListenerReport(BaseModel):
+    """What one bounded run of the loop did."""
+
+    polls: int = 0
+    resumed: int = 0
+    reminders: int = 0
+    errors: int = 0
+
+    def add(self, stats: PollStats) -> None:
+        self.polls += 1
+        self.resumed += stats.resumed
+        self.reminders += stats.reminders
+        self.errors += len(stats.errors)

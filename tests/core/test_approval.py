@@ -8,24 +8,35 @@ import pytest
 
 from core.approval import (
     APPROVE,
+    DELETED_AT_DEADLINE,
     REJECT,
     Approvers,
+    ListenerReport,
+    PollStats,
+    ResumeOutcome,
     applied_by_prefect,
     approval_embed,
     approval_markdown,
     counts,
     deadline_decision,
     decide,
+    may_approve,
+    message_url,
+    operator_answer,
     outcome_text,
     reminder_due,
     reminder_embed,
+    request_channel,
     resume_outcome,
+    roles_needed,
+    run_to_confirm,
     tally,
     voters,
+    with_deleted_request,
 )
 from core.models import Risk
 from core.policy import RiskRegister
-from core.records import Decision, Vote
+from core.records import ActionRecord, ActionStatus, ApprovalRequest, Decision, Vote
 from core.vetting import ProposedAction
 from tests.core.factories import NOW, action, issue, vet
 
@@ -270,3 +281,135 @@ def test_resume_form_says_when_a_ui_approval_is_not_enough() -> None:
     assert "An approval here is sufficient." in approval_markdown(
         proposed("low"), LOW, deadline=DEADLINE, ui_allowed=True
     )
+
+
+# --- the listener's rules -----------------------------------------------------------------
+def test_resume_outcomes_are_an_enum_read_from_prefects_answer() -> None:
+    assert resume_outcome("ACCEPT", "") is ResumeOutcome.APPLIED
+    assert resume_outcome("REJECT", "Reason: 'maybe' is not one of") is ResumeOutcome.REFUSED
+
+
+def _may(user: str, approvers: Approvers, guild: str | None, roles: list[str] | None) -> bool:
+    """`may_approve` as the listener calls it: roles only when `roles_needed` says so."""
+    looked_up = roles if roles_needed(user, approvers, guild) else None
+    return may_approve(user, approvers, guild_id=guild, roles=looked_up)
+
+
+def test_listed_users_may_approve_without_a_role_lookup() -> None:
+    listed = Approvers(user_ids=["u-alice"], role_ids=["r-ops"])
+    assert not roles_needed("u-alice", listed, "g-1")
+    assert _may("u-alice", listed, "g-1", None)
+    assert _may("u-alice", listed, None, None)
+
+
+def test_approver_roles_need_the_guild_and_a_matching_role() -> None:
+    roles = Approvers(role_ids=["r-ops"])
+    assert roles_needed("u-bob", roles, "g-1")
+    assert _may("u-bob", roles, "g-1", ["r-dev", "r-ops"])
+    assert not _may("u-bob", roles, "g-1", ["r-dev"])
+    assert not _may("u-bob", roles, "g-1", None)  # not a member (any more)
+    assert not roles_needed("u-bob", roles, None)
+    assert not _may("u-bob", roles, None, ["r-ops"])  # roles cannot be checked without the guild
+
+
+def test_any_member_only_when_set_and_only_while_a_member() -> None:
+    nobody = Approvers()
+    assert not roles_needed("u-carol", nobody, "g-1")
+    assert not _may("u-carol", nobody, "g-1", [])
+    anyone = Approvers(any_member=True)
+    assert _may("u-carol", anyone, "g-1", [])  # a member with no roles
+    assert not _may("u-carol", anyone, "g-1", None)  # left the guild
+    assert _may("u-carol", anyone, None, None)  # no guild: anyone in the channel
+    listed = Approvers(user_ids=["u-alice"], any_member=True)  # a list replaces "anyone"
+    assert not roles_needed("u-carol", listed, "g-1")
+    assert not _may("u-carol", listed, "g-1", [])
+
+
+def test_a_deadline_default_on_a_deleted_request_says_so() -> None:
+    a = proposed("low")
+    deadline = decide(
+        [],
+        allowed=APPROVERS.__contains__,
+        bot_user_ids=set(),
+        level=LOW,
+        action=a,
+        deadline=NOW,
+        reached_discord=False,
+        now=NOW,
+    )[0]
+    assert deadline is not None
+    assert with_deleted_request(deadline, True).comment == DELETED_AT_DEADLINE  # type: ignore[union-attr]
+    assert with_deleted_request(deadline, False) == deadline
+    by_vote = Decision(
+        action_id="a", decision="reject", decider="x", via="discord", intended_at=NOW
+    )
+    assert with_deleted_request(by_vote, True) == by_vote
+    assert with_deleted_request(None, True) is None
+
+
+def _record(decision: Decision | None, *, run: str | None = "run-1", old_run: str | None = None):
+    a = proposed("low")
+    request = ApprovalRequest(
+        action_id=a.action_id,
+        channel_id=None,
+        message_id="m-1",
+        flow_run_id=run,
+        risk=a.risk,
+        deadline=DEADLINE,
+        policy_hash=a.policy_hash,
+        requested_at=NOW,
+    )
+    return ActionRecord(
+        proposal=a,
+        status=ActionStatus.AWAITING_APPROVAL,
+        flow_run_id=old_run,
+        created_at=NOW,
+        updated_at=NOW,
+        request=request,
+        decision=decision,
+    )
+
+
+def test_only_unapplied_intents_of_runs_no_longer_paused_are_confirmed() -> None:
+    intent = Decision(
+        action_id="a", decision="approve", decider="x", via="discord", intended_at=NOW
+    )
+    assert run_to_confirm(_record(intent), paused={"run-2"}) == "run-1"
+    assert run_to_confirm(_record(intent), paused={"run-1"}) is None  # still paused
+    assert run_to_confirm(_record(None), paused=set()) is None
+    applied = intent.model_copy(update={"applied_at": NOW})
+    assert run_to_confirm(_record(applied), paused=set()) is None
+    assert run_to_confirm(_record(intent, run=None, old_run="run-0"), paused=set()) == "run-0"
+    assert run_to_confirm(_record(intent, run=None), paused=set()) is None
+
+
+def test_request_channel_and_message_url() -> None:
+    record = _record(None)
+    assert record.request is not None
+    assert request_channel(record.request, "c-approvals") == "c-approvals"
+    posted = record.request.model_copy(update={"channel_id": "c-9"})
+    assert request_channel(posted, "c-approvals") == "c-9"
+    assert message_url("g-1", "c-9", "m-1") == "https://discord.com/channels/g-1/c-9/m-1"
+    assert message_url(None, "c-9", "m-1") is None
+    assert message_url("", "c-9", "m-1") is None
+
+
+def test_the_kill_switch_answers_reject_unless_an_intent_was_recorded() -> None:
+    answer = operator_answer(_record(None), NOW, decider="operator", comment="paused")
+    assert (answer.decision, answer.via, answer.decider, answer.comment) == (
+        "reject",
+        "operator",
+        "operator",
+        "paused",
+    )
+    intent = Decision(
+        action_id="a", decision="approve", decider="x", via="discord", intended_at=NOW
+    )
+    assert operator_answer(_record(intent), NOW, decider="operator", comment="paused") == intent
+
+
+def test_a_listener_report_adds_up_its_polls() -> None:
+    report = ListenerReport()
+    report.add(PollStats(resumed=2, reminders=1, errors=["a: boom"]))
+    report.add(PollStats(resumed=1))
+    assert report == ListenerReport(polls=2, resumed=3, reminders=1, errors=1)

@@ -22,15 +22,17 @@ from prefect.client.schemas.objects import StateType
 from pydantic import SecretStr
 
 from blocks import DiscordBot
+from clients.prefect_runs import PrefectRuns
 from core.analysis import ModelAction
 from core.models import CheckName, Issue, Risk, Severity
 from core.policy import RiskRegister, load_policy, policy_hash
 from core.records import ActionRecord, Decision
 from core.settings import ListenerSettings
 from core.vetting import ProposedAction, vet_actions
-from flows.approval_listener import Listener, PollStats, approval_listener, run_listener
+from flows.approval_listener import PollStats, approval_listener, run_listener
 from flows.remediate_action import remediate_action
 from sandbox.discord import SandboxUser
+from tasks.approvals import ApprovalPoller
 from tasks.connections import open_connections
 from tests.fixtures.loki_discord import (
     BOT_TOKEN,
@@ -564,7 +566,9 @@ async def test_who_is_allowed_follows_the_discord_block(stack: Stack) -> None:
         ).asave(stack.names.discord, overwrite=True)
         conns = await open_connections(stack.names, ("discord", "ledger"))
         async with conns, get_client() as client:
-            listener = Listener(conns, load_policy(None), ListenerSettings(), client)
+            listener = ApprovalPoller(
+                conns, load_policy(None), ListenerSettings(), PrefectRuns(client)
+            )
             users = {u: stack.discord.user(u).id for u in ("alice", "mallory", "dave")}
             return {u: await listener.allowed(uid) for u, uid in users.items()}
 
