@@ -50,6 +50,13 @@ def nothing_scraped(detection: Detection) -> bool:
     )
 
 
+def announce_prometheus(*, changed: bool | None, down: bool) -> bool:
+    """Whether the Prometheus alert's notice is posted: when its state changed; when the
+    ledger could not say (`changed` None), an outage is posted every cycle and a recovery
+    never (silence must not read as "all clear")."""
+    return down if changed is None else changed
+
+
 def outcome_without_new_issues(*, escalated: bool, found_any: bool) -> CycleOutcome:
     """Where a cycle with nothing left to analyse ended."""
     if escalated:

@@ -18,17 +18,18 @@ def prometheus_alert_detail(check_errors: dict[str, str]) -> str:
     return "; ".join(sorted(check_errors.values()))[:500]
 
 
-def prometheus_unreachable(check_errors: dict[str, str], cycle_id: str) -> Embed:
-    text = "Every check failed, so this cycle could not detect anything.\n" + quoted(
-        "\n".join(sorted(set(check_errors.values()))), 1500
-    )
-    return notice_message(
-        "⚠️ Prometheus unreachable — remediation cycle degraded", text, cycle_id=cycle_id
-    )
-
-
-def prometheus_reachable(cycle_id: str) -> Embed:
-    return notice_message(
+def prometheus_transition(
+    down: bool, check_errors: dict[str, str], cycle_id: str
+) -> tuple[str, Embed]:
+    """The notice of the Prometheus alert going on (every check failed) or off, and what
+    it is called if its post fails."""
+    if down:
+        text = "Every check failed, so this cycle could not detect anything.\n" + quoted(
+            "\n".join(sorted(set(check_errors.values()))), 1500
+        )
+        title = "⚠️ Prometheus unreachable — remediation cycle degraded"
+        return "Prometheus notice", notice_message(title, text, cycle_id=cycle_id)
+    return "Prometheus recovery", notice_message(
         "✅ Prometheus reachable again",
         "Checks are running normally.",
         cycle_id=cycle_id,
@@ -52,6 +53,10 @@ def policy_valid(block: str | None, cycle_id: str) -> Embed:
         cycle_id=cycle_id,
         color=GREEN,
     )
+
+
+def alert_state_unavailable(error: object) -> str:
+    return f"ledger unavailable for alert state: {error}"
 
 
 def post_failed(what: str, error: object) -> str:

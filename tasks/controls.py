@@ -11,7 +11,7 @@ read fresh by every process without reloading a block.
 
 from __future__ import annotations
 
-from prefect.variables import Variable
+from clients.prefect_runs import PrefectRuns
 
 KILL_SWITCH = "remediation_kill_switch"
 _ON = ("1", "true", "yes", "on")
@@ -19,7 +19,8 @@ _ON = ("1", "true", "yes", "on")
 
 async def kill_switch_engaged() -> bool:
     """Read fresh every time (it is checked again right before every launch)."""
-    value = await Variable.aget(KILL_SWITCH, default=False)
+    async with PrefectRuns.open() as runs:
+        value = await runs.read_variable(KILL_SWITCH, default=False)
     if isinstance(value, str):
         return value.strip().lower() in _ON
     return bool(value)
@@ -27,7 +28,8 @@ async def kill_switch_engaged() -> bool:
 
 async def set_kill_switch(engaged: bool) -> None:
     """Turn the kill switch on or off (the same as the CLI commands above)."""
-    if engaged:
-        await Variable.aset(KILL_SWITCH, True, overwrite=True)
-    else:
-        await Variable.aunset(KILL_SWITCH)
+    async with PrefectRuns.open() as runs:
+        if engaged:
+            await runs.set_variable(KILL_SWITCH, True)
+        else:
+            await runs.unset_variable(KILL_SWITCH)

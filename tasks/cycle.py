@@ -29,6 +29,7 @@ from core.cycle import (
     CycleProgress,
     Routing,
     action_outcomes,
+    announce_prometheus,
     attempts_since,
     manual_issues,
     nothing_scraped,
@@ -189,21 +190,20 @@ class CycleRun:
         """Post once when every check failed, and once when Prometheus answers again."""
         down = detection.prometheus_unreachable
         try:
-            changed = await self.conns.ledger.set_alert_state(
+            changed: bool | None = await self.conns.ledger.set_alert_state(
                 PROMETHEUS_ALERT,
                 firing=down,
                 now=self.now,
                 detail=cycle_notices.prometheus_alert_detail(detection.check_errors),
             )
         except UpstreamError as exc:
-            self.progress.notices.append(f"ledger unavailable for alert state: {exc}")
-            changed = down
-        if changed and down:
-            notice = cycle_notices.prometheus_unreachable(detection.check_errors, self.cycle_id)
-            await self.post("Prometheus notice", [notice])
-        elif changed:
-            notice = cycle_notices.prometheus_reachable(self.cycle_id)
-            await self.post("Prometheus recovery", [notice])
+            self.progress.notices.append(cycle_notices.alert_state_unavailable(exc))
+            changed = None
+        if announce_prometheus(changed=changed, down=down):
+            what, notice = cycle_notices.prometheus_transition(
+                down, detection.check_errors, self.cycle_id
+            )
+            await self.post(what, [notice])
 
     async def dedup(self, detection: Detection) -> list[Issue]:
         """Close the episodes of cleared issues; claim the new ones (the rest dropped)."""

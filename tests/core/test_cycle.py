@@ -10,6 +10,7 @@ from core.analysis import Analysis, ManualIssue, ModelAction
 from core.cycle import (
     CycleProgress,
     action_outcomes,
+    announce_prometheus,
     manual_issues,
     nothing_scraped,
     omitted_from_prompt,
@@ -17,6 +18,7 @@ from core.cycle import (
     routed_outcome,
     with_dispatch,
 )
+from core.cycle_notices import prometheus_transition
 from core.detect import Detection
 from core.dispatch import (
     DispatchResult,
@@ -44,6 +46,19 @@ def test_an_empty_up_answer_is_nothing_scraped_not_all_clear() -> None:
     assert not nothing_scraped(empty.model_copy(update={"hosts_down": frozenset({"web-01"})}))
     # `up` itself failed: that is a check error, not an empty fleet
     assert not nothing_scraped(Detection(issues=[], checks_ok=frozenset({"cpu"})))
+
+
+def test_prometheus_down_is_announced_once_and_every_cycle_when_the_ledger_cannot_say() -> None:
+    assert announce_prometheus(changed=True, down=True)
+    assert announce_prometheus(changed=True, down=False)  # the recovery, once
+    assert not announce_prometheus(changed=False, down=True)  # said before
+    assert announce_prometheus(changed=None, down=True)
+    assert not announce_prometheus(changed=None, down=False)
+    what, notice = prometheus_transition(True, {"cpu": "refused", "disk": "refused"}, "c1")
+    assert what == "Prometheus notice" and notice.title.startswith("⚠️ Prometheus unreachable")
+    assert notice.description.count("refused") == 1 and notice.footer == "cycle c1"
+    what, notice = prometheus_transition(False, {}, "c1")
+    assert (what, notice.title) == ("Prometheus recovery", "✅ Prometheus reachable again")
 
 
 def test_a_cycle_with_nothing_new_ends_manual_cached_or_without_issues() -> None:
