@@ -39,7 +39,8 @@ REPOSITORIES: dict[str, type[Repository]] = {
     "operations": OperationsRepository,
 }
 
-# Each repository method → the repository that owns it (the call-site codemod reads this).
+# Each repository method → the repository that owns it. TEMPORARY: read by the shim below
+# and by the call-site codemod; removed with the shim at the switch-over.
 REPOSITORY_OF: dict[str, str] = {
     name: attribute
     for attribute, cls in REPOSITORIES.items()

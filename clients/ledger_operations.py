@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clients.ledger_base import Repository, from_ts, to_ts
 from clients.ledger_schema import (
+    EVENT_FACTS,
     actions,
     alert_states,
     approval_requests,
@@ -69,7 +70,7 @@ class OperationsRepository(Repository):
             # TEMPORARY: removed at the switch-over. Until the flows call
             # `record_gave_up`, `mark_decision_announced` and `record_verdict`, the audit
             # events they write still land their facts in the v2 columns.
-            if action_id is not None:
+            if action_id is not None and event_name in EVENT_FACTS:
                 await conn.run_sync(
                     lambda c: record_event_fact(
                         c,
