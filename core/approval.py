@@ -7,6 +7,12 @@ reaction no longer counts, high risk needs a quorum of distinct approvers, and a
 deadline votes count as they stood then. `deadline_decision` is the register's default
 (never "run" for a request that did not reach Discord), `reminder_due` times the one
 reminder, and `outcome_text` is what the approval message is edited to show.
+
+The listener's other rules live here too, pure, for `tasks.approvals` to call: who may
+approve (`roles_needed`, `may_approve`), what Prefect's answer to a resume means
+(`resume_outcome` → `ResumeOutcome`), the comment of a deadline default on a deleted
+request, which recorded intents to confirm from Prefect (`run_to_confirm`), the kill
+switch's answer (`operator_answer`), and what a poll and a bounded run report.
 """
 
 from __future__ import annotations
