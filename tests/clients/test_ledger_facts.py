@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from clients.ledger import REPOSITORIES, REPOSITORY_OF, Ledger
 from core.analysis import ModelAction
 from core.models import CheckName, Issue, Severity
@@ -120,28 +118,6 @@ async def test_pruning_an_action_prunes_its_continuations(ledger: Ledger) -> Non
     assert (await ledger.operations.row_counts())["continuations"] == 0
 
 
-async def test_until_the_switch_over_fact_audit_events_land_their_facts(ledger: Ledger) -> None:
-    """TEMPORARY (removed with the bridge in `record_audit` at the switch-over): flows
-    that still write these audit events keep the columns right."""
-    p = await requested(ledger, "web-01")
-    await applied(ledger, p)
-    now = T0 + H
-    await ledger.operations.record_audit("reconcile_continued", {}, now=now, action_id=p.action_id)
-    await ledger.operations.record_audit(
-        "reconcile_gave_up", {"dead_run_id": "r"}, now=now, action_id=p.action_id
-    )
-    await ledger.operations.record_audit(
-        "decision_announced", {"text": "x"}, now=now, action_id=p.action_id
-    )
-    await ledger.operations.record_audit(
-        "finished", {"verdict": "effective"}, now=now, action_id=p.action_id
-    )
-    live = (await ledger.jobs.action_liveness([p.action_id]))[p.action_id]
-    assert live.continuations == 1 and live.gave_up
-    assert await ledger.actions.decisions_to_announce(since=T0 - H) == []
-    assert await ledger.actions.cycle_verdicts("c1") == {p.action_id: "effective"}
-
-
 def test_every_repository_method_has_one_home() -> None:
     methods = [
         name
@@ -151,14 +127,3 @@ def test_every_repository_method_has_one_home() -> None:
     ]
     assert len(methods) == len(set(methods)) == len(REPOSITORY_OF)
     assert not set(REPOSITORIES) & set(REPOSITORY_OF)  # `ledger.actions` is no method
-
-
-async def test_the_flat_names_reach_their_repository_until_the_switch_over(
-    ledger: Ledger,
-) -> None:
-    """TEMPORARY: the compatibility shim, removed at the switch-over."""
-    p = await requested(ledger, "web-01")
-    record = await ledger.get_action(p.action_id)
-    assert record == await ledger.actions.get_action(p.action_id)
-    with pytest.raises(AttributeError):
-        ledger.no_such_method  # noqa: B018

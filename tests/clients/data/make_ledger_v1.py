@@ -36,6 +36,7 @@ from core.policy import Policy, policy_hash
 from core.records import ActionStatus, ApprovalRequest, Decision
 from core.vetting import ProposedAction, vet_actions
 
+# ledger-codemod: skip
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
 
