@@ -6,9 +6,11 @@ way; the `Ledger` converts them to timezone-aware datetimes at its boundary.
 Migrations are an ordered list of `(version, apply)` pairs. `schema_version` holds the
 versions applied; a new version is appended, never edited, and runs once on first use.
 
-The tables below are the current shape. Version 1 creates them as they are (so a fresh
-ledger is born current); a later version adds only what an older ledger lacks, and reads
-what it needs from the older rows (see `_v2`), so both roads end at the same schema.
+The tables below are the current shape. Version 1 creates its tables in that shape (so a
+fresh ledger is born with later columns too); a later version adds only what an older
+ledger lacks (columns found missing by inspection, tables if absent) and backfills them
+from the older rows (see `_v2`): both roads end at the same schema, which
+tests/clients/test_ledger_migration.py checks on both databases.
 """
 
 from __future__ import annotations
