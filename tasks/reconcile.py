@@ -5,7 +5,7 @@ and marking their runs crashed. What is dead and what to do is decided in
 
 A continuation is created first and announced after: its deployment run carries an
 idempotency key derived from the dead run (a second reconciler creating it gets the same
-run back), and its `reconcile_continued` row and "🔁 Continuing" notice are written once
+run back), and its continuation record and "🔁 Continuing" notice are written once
 per dead run. Without a deployment, the fresh run is the action flow started in-process:
 the caller (a flow) passes that flow in as `in_process`, so this module never imports
 `flows`.
@@ -73,8 +73,6 @@ from tasks.connections import Connections
 from tasks.notify import post_notice
 
 LOOKBACK = timedelta(days=2)
-# Gave-up and continued facts, until the ledger holds them in columns.
-GAVE_UP_EVENT, CONTINUED_EVENT = "reconcile_gave_up", "reconcile_continued"
 
 log = get_logger("remediation.reconciler")
 _background: set[asyncio.Task[Any]] = set()
@@ -159,8 +157,7 @@ class Reconciler:
             return None
         if failed_before_launch(runs, launch_intent=view.launch_intent):
             return None  # its failure hook told people
-        gave_up, continuations = await self.continuation_facts(view)
-        if gave_up:
+        if view.gave_up:
             return None
         dead = dead_run(runs)
         claimed = await self.conns.ledger.claim_dead_action(
@@ -180,7 +177,7 @@ class Reconciler:
             dead_run_id=dead.id,
             dead_run_state=dead.state_name or "?",
         )
-        match remedy(decision=view.decision, continuations=continuations):
+        match remedy(decision=view.decision, continuations=view.continuations):
             case Remedy.EXPIRE:
                 await self.expire(view, dead, now)
             case Remedy.GIVE_UP:
@@ -196,21 +193,6 @@ class Reconciler:
                 outcome = outcome.model_copy(update=update)
         await self.mark_crashed(runs, outcome.outcome)
         return outcome
-
-    # --- facts the ledger holds -----------------------------------------------------------
-    async def continuation_facts(self, view: ActionLiveness) -> tuple[bool, int]:
-        """Whether the reconciler gave the action up already, and how often it was
-        continued (read from the audit trail until the ledger has them in columns)."""
-        trail = [e["event"] for e in await self.conns.ledger.audit_trail(action_id=view.action_id)]
-        return GAVE_UP_EVENT in trail, trail.count(CONTINUED_EVENT)
-
-    async def continued_from(self, action_id: str, dead_run_id: str) -> bool:
-        """Whether the continuation of `dead_run_id` was recorded (and announced)."""
-        trail = await self.conns.ledger.audit_trail(action_id=action_id)
-        return any(
-            e["event"] == CONTINUED_EVENT and e["detail"].get("dead_run_id") == dead_run_id
-            for e in trail
-        )
 
     # --- what is done ---------------------------------------------------------------------
     async def mark_crashed(self, runs: Sequence[ActionRun], outcome: Outcome) -> None:
@@ -250,9 +232,8 @@ class Reconciler:
         detail: dict[str, Any] = {"dead_run_id": dead.id, "continuations": MAX_CONTINUATIONS}
         if ended is not None:
             detail["ended_run_id"] = str(ended.id)
-        await self.conns.ledger.record_audit(
-            GAVE_UP_EVENT, detail, now=now, action_id=view.action_id
-        )
+        if not await self.conns.ledger.record_gave_up(view.action_id, detail, now=now):
+            return  # another reconciler gave it up and said so
         await self.say(
             gave_up_message(
                 record.proposal,
@@ -339,7 +320,7 @@ class Reconciler:
         if fresh is None or fresh.continues is None:
             return
         dead_run_id = fresh.continues
-        if await self.continued_from(view.action_id, dead_run_id):
+        if await self.conns.ledger.continued_from(view.action_id, dead_run_id):
             return
         dead = [r for r in runs if r.id == dead_run_id]
         state = dead[0].state_label if dead else "unknown state"

@@ -227,9 +227,9 @@ async def test_an_action_whose_runs_keep_dying_is_reported_once_and_not_continue
             marker=action.action_id, max_running=5, now=now,
         )  # fmt: skip
         await ledger.record_job_launched(action.action_id, job_id="77", job_url=None, now=now)
-        for _ in range(MAX_CONTINUATIONS):
-            await ledger.record_audit(
-                "reconcile_continued", {}, now=now, action_id=action.action_id
+        for n in range(MAX_CONTINUATIONS):
+            await ledger.record_continuation(
+                action.action_id, dead_run_id=f"run-{n}", detail={}, now=now
             )
     async with get_client() as client:  # its last run, crashed as a runner records it
         await client.create_flow_run(
