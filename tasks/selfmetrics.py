@@ -11,19 +11,11 @@ import asyncio
 import os
 import tempfile
 from pathlib import Path
-from urllib.parse import quote
 
-import httpx
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from clients.errors import UpstreamError
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-class PushgatewayError(UpstreamError):
-    service = "pushgateway"
+from clients.pushgateway import PushgatewayClient
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -56,15 +48,7 @@ async def write_metrics_textfile(path: str, text: str) -> str:
     retry_delay_seconds=1,
 )
 async def push_metrics(url: str, job: str, text: str, timeout_seconds: float = 5.0) -> None:
-    """Replace the metrics of group `job` on a Pushgateway. PUT replaces the whole
-    group, so a retry cannot double-count (and series gone from `text` disappear)."""
-    target = f"{url.rstrip('/')}/metrics/job/{quote(job, safe='')}"
-    try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_seconds)) as client:
-            response = await client.put(
-                target, content=text.encode(), headers={"Content-Type": CONTENT_TYPE}
-            )
-    except httpx.HTTPError as exc:
-        raise PushgatewayError("push", f"{type(exc).__name__}: {exc}") from exc
-    if response.status_code >= 300:
-        raise PushgatewayError("push", response.text[:500], status_code=response.status_code)
+    """Replace the metrics of group `job` on a Pushgateway (a PUT: a retry cannot
+    double-count). Raises `PushgatewayError`."""
+    async with PushgatewayClient(url, timeout=timeout_seconds) as pushgateway:
+        await pushgateway.replace_group(job, text)
