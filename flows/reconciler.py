@@ -1,6 +1,6 @@
 """The reconciler: continue — or close — actions whose `remediate_action` run died.
 
-A live action run writes a heartbeat to the ledger (`flows.heartbeat.keep_alive`); for
+A live action run writes a heartbeat to the ledger (`tasks.heartbeat.keep_alive`); for
 each action not finished whose runs are all dead (`core.liveness`): no decision applied
 yet → reported expired; decided → a fresh `remediate_action` run for the same action id,
 through the deployment when there is one, else in-process; continued too often (or its
@@ -22,7 +22,8 @@ from core.policy import Policy
 from flows.remediate_action import remediate_action
 from tasks import reconcile as reconcile_pass
 from tasks.connections import Connections, open_connections, resolve_policy
-from tasks.reconcile import PrefectAccess, open_prefect, wait_for_continuations
+from tasks.prefect_runs import open_prefect_runs
+from tasks.reconcile import PrefectAccess, wait_for_continuations
 
 __all__ = ["reconcile", "reconcile_actions", "wait_for_continuations"]
 
@@ -61,7 +62,7 @@ async def reconcile_actions(
     checked = (await resolve_policy(policy, blocks)).policy
     conns = await open_connections(blocks, ("discord", "ledger"))
     stale = None if stale_after_seconds is None else timedelta(seconds=stale_after_seconds)
-    async with conns, open_prefect() as prefect:
+    async with conns, open_prefect_runs() as prefect:
         return await reconcile(
             conns, checked, prefect, datetime.now(UTC), stale_after=stale, wait=wait
         )

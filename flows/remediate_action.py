@@ -32,10 +32,10 @@ from core.records import ApprovalRequest, Decision
 from core.settings import ActionSettings
 from core.vetting import ProposedAction
 from flows.approval_input import ApprovalInput
-from flows.heartbeat import keep_alive
 from tasks import action_run as step
 from tasks.action_run import ActionRunContext, ui_link
 from tasks.connections import open_connections, resolve_policy
+from tasks.heartbeat import keep_alive
 from tasks.launch import launch_once, poll_job
 from tasks.verification import report_result
 

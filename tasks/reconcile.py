@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -82,11 +81,6 @@ _background: set[asyncio.Task[Any]] = set()
 ActionFlow = Callable[..., Awaitable[Any]]
 # What a caller may hand a pass: the project's Prefect client, or a bare PrefectClient.
 PrefectAccess = PrefectRuns | PrefectClient
-
-
-def open_prefect() -> AbstractAsyncContextManager[PrefectRuns]:
-    """The Prefect API for one flow run (`async with open_prefect() as prefect:`)."""
-    return PrefectRuns.open()
 
 
 def action_run(run: FlowRun) -> ActionRun:

@@ -61,7 +61,7 @@ def cycle_from(graph: dict[str, set[str]], start: str) -> list[str] | None:
 def test_the_graph_sees_the_flows_imports() -> None:
     graph = import_graph()
     assert "flows.remediate_action" in graph["flows.reconciler"]  # a lazy import counts
-    assert "flows.heartbeat" in graph["flows.remediate_action"]
+    assert "tasks.heartbeat" in graph["flows.remediate_action"]
 
 
 def test_no_product_module_imports_itself_back() -> None:

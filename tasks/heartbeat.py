@@ -1,6 +1,6 @@
 """The heartbeat of a live action run: the reconciler tells a dead run from a live one
-by it. Its own module so the action flow need not import the reconciler (which starts
-action runs itself)."""
+by it (`core.liveness`). Its own module so the action flow need not import the
+reconciler (which starts action runs itself)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
-from typing import Any
 
 from prefect.logging import get_logger
 
 from clients.errors import UpstreamError
+from clients.ledger import Ledger
 
 log = get_logger("remediation.heartbeat")
 
 
 @asynccontextmanager
 async def keep_alive(
-    ledger: Any, action_id: str, run_id: str, every_seconds: float
+    ledger: Ledger, action_id: str, run_id: str, every_seconds: float
 ) -> AsyncIterator[None]:
     """Write the action's heartbeat now and every `every_seconds` until the block ends."""
     await ledger.action_heartbeat(action_id, run_id=run_id, now=datetime.now(UTC))
