@@ -41,6 +41,7 @@ from prefect.logging import get_logger
 from prefect.states import Crashed
 
 from clients.errors import UpstreamError
+from core import liveness
 from core.approval import ResumeAnswer, resume_outcome
 
 ACTION_FLOW = "remediate-action"
@@ -85,14 +86,8 @@ def state_name(run: FlowRun | None) -> str:
 
 def action_id_of(run: FlowRun) -> str | None:
     """The action a `remediate-action` run handles: its `action` parameter, else its
-    `action:<id>` tag."""
-    action = (run.parameters or {}).get("action")
-    if isinstance(action, dict) and isinstance(action.get("action_id"), str):
-        return action["action_id"]
-    for tag in run.tags or ():
-        if tag.startswith("action:"):
-            return tag.removeprefix("action:")
-    return None
+    `action:<id>` tag (`core.liveness.action_id_of`)."""
+    return liveness.action_id_of(run.parameters, run.tags)
 
 
 def _uuid(run_id: str | uuid.UUID) -> uuid.UUID:

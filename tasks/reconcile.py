@@ -145,14 +145,14 @@ class Reconciler:
         self, view: ActionLiveness, runs: list[ActionRun], now: datetime
     ) -> ReconcileOutcome | None:
         stale = stale_after(runs, self.stale_after)
-        beat = {"heartbeat_at": view.heartbeat_at, "heartbeat_by": view.heartbeat_by}
-        if not is_dead(runs, **beat, now=now, stale=stale):
+        at, by = view.heartbeat_at, view.heartbeat_by
+        if not is_dead(runs, heartbeat_at=at, heartbeat_by=by, now=now, stale=stale):
             await self.announce_missed(view, runs, now)
             return None
         if failed_before_launch(runs, launch_intent=view.launch_intent):
             return None  # its failure hook told people
         if view.gave_up:
-            return None
+            return None  # reported already: it needs a person
         dead = dead_run(runs)
         claimed = await self.conns.ledger.claim_dead_action(
             view.action_id,
