@@ -13,7 +13,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from prefect import task
 from prefect.artifacts import acreate_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.settings import PREFECT_UI_URL
 
@@ -105,6 +107,7 @@ async def begin(run: ActionRunContext) -> ActionRecord:
     return record
 
 
+@task(name="request-approval", cache_policy=NO_CACHE, retries=0)
 async def request_approval(run: ActionRunContext, record: ActionRecord) -> ApprovalRequest:
     """Post the request once; a restarted run only re-points it to itself."""
     action, key = run.action, pause_key(run.action.action_id)

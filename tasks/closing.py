@@ -34,11 +34,7 @@ async def post_cycle_summary(conns: Connections, cycle_id: str) -> bool:
         if not await ledger.claim_cycle_summary(cycle_id, now=datetime.now(UTC)):
             return False
         records = await ledger.cycle_actions(cycle_id)
-        verdicts = {}
-        for r in records:
-            for entry in await ledger.audit_trail(action_id=r.proposal.action_id):
-                if entry["event"] == "finished" and entry["detail"].get("verdict"):
-                    verdicts[r.proposal.action_id] = entry["detail"]["verdict"]
+        verdicts = await ledger.cycle_verdicts(cycle_id)
         flow_run_id = await ledger.cycle_flow_run(cycle_id)
     except UpstreamError as exc:
         get_run_logger().error("cycle summary of %s not made: %s", cycle_id, exc)

@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
 from clients.errors import LaunchRefused, UpstreamError
 from core import action_notices
 from core.launch import (
@@ -193,6 +196,7 @@ async def _record_unknown(run: ActionRunContext) -> None:
     )
 
 
+@task(name="poll-job", cache_policy=NO_CACHE, retries=0)
 async def poll_job(run: ActionRunContext, ref: JobRef) -> JobEnd:
     """Poll to a terminal state or the entry's maximum job time; cancel at the max."""
     record = await run.ledger.get_action(run.action.action_id)

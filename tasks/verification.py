@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from prefect import task
 from prefect.artifacts import acreate_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from clients.errors import UpstreamError
@@ -129,6 +131,7 @@ class Verifier:
         return context.status, context.text
 
 
+@task(name="verify-and-report", cache_policy=NO_CACHE, retries=0)
 async def report_result(
     run: ActionRunContext, decision: Decision, job: JobRef, end: JobEnd
 ) -> ActionResult:
@@ -163,6 +166,8 @@ async def report_result(
         await post_message(run.conns.discord, run.conns.discord_bot.approvals_channel_id, [embed])
     except UpstreamError as exc:
         run.log.error("result post failed: %s", exc)
+    # Before `finished`: the cycle's summary, posted once all its actions ended, reads it.
+    await ledger.record_verdict(action.action_id, verdict, now=datetime.now(UTC))
     await ledger.set_action_status(action.action_id, ActionStatus.FINISHED, now=datetime.now(UTC))
     result = ActionResult(
         action_id=action.action_id,
