@@ -111,7 +111,7 @@ async def announce_policy_state(
                 conns = await stack.enter_async_context(
                     await open_connections(blocks, ("discord", "ledger"))
                 )
-            changed = await conns.ledger.set_alert_state(
+            changed = await conns.ledger.operations.set_alert_state(
                 POLICY_ALERT, firing=error is not None, now=now, detail=str(error or "")[:500]
             )
         except (UpstreamError, ConfigError) as exc:  # the run's own error says the rest
@@ -164,7 +164,7 @@ class CycleRun:
         if blocks.policy is not None:
             await announce_policy_state(blocks, self.cycle_id, self.now, None, self.conns)
         try:
-            await self.conns.ledger.record_cycle_start(
+            await self.conns.ledger.operations.record_cycle_start(
                 self.cycle_id, flow_run_id=flow_run_id, now=self.now
             )
         except UpstreamError as exc:
@@ -190,7 +190,7 @@ class CycleRun:
         """Post once when every check failed, and once when Prometheus answers again."""
         down = detection.prometheus_unreachable
         try:
-            changed: bool | None = await self.conns.ledger.set_alert_state(
+            changed: bool | None = await self.conns.ledger.operations.set_alert_state(
                 PROMETHEUS_ALERT,
                 firing=down,
                 now=self.now,
@@ -379,7 +379,7 @@ class CycleRun:
         r = self.progress.finished(self.policy, self.now, datetime.now(UTC))
         if self.progress.unreported:
             try:
-                await self.conns.ledger.release_claims(
+                await self.conns.ledger.episodes.release_claims(
                     self.progress.unreported, cycle_id=self.cycle_id
                 )
             except UpstreamError as exc:
@@ -396,7 +396,7 @@ class CycleRun:
                 description=f"Issues of cycle {r.cycle_id}",
             )
         try:
-            await self.conns.ledger.record_cycle_end(
+            await self.conns.ledger.operations.record_cycle_end(
                 r.cycle_id,
                 actions_dispatched=sum(a.dispatched for a in r.actions),
                 report=r.model_dump(mode="json", exclude={"issues"}),

@@ -49,7 +49,7 @@ def running_from_deployment() -> bool:
 
 async def record_actions(ledger: Ledger, actions: Sequence[ProposedAction]) -> None:
     """The ledger knows every action before its run starts."""
-    await ledger.record_actions(actions, now=datetime.now(UTC))
+    await ledger.actions.record_actions(actions, now=datetime.now(UTC))
 
 
 async def ensure_listener(runs: PrefectRuns, deployment: str | None) -> str | None:
@@ -96,7 +96,7 @@ async def start_action_runs(
                 result.dispatched[a.action_id] = str(run.id)
             except Exception as exc:  # noqa: BLE001 - any failure: report, never lose it
                 result.errors[a.action_id] = dispatch_failed(a, exc)
-                await ledger.set_action_status(
+                await ledger.actions.set_action_status(
                     a.action_id, ActionStatus.DISPATCH_FAILED, now=datetime.now(UTC)
                 )
         if result.dispatched:

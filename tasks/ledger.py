@@ -19,21 +19,23 @@ from core.vetting import AttemptRecord
 async def close_cleared_episodes(
     ledger: Ledger, current: set[str], checks_ok: set[str], hosts_up: set[str], now: datetime
 ) -> list[str]:
-    return await ledger.close_cleared(current, checks_ok=checks_ok, hosts_up=hosts_up, now=now)
+    return await ledger.episodes.close_cleared(
+        current, checks_ok=checks_ok, hosts_up=hosts_up, now=now
+    )
 
 
 @task(name="claim-new-issues", cache_policy=NO_CACHE)
 async def claim_new_issues(
     ledger: Ledger, issues: Sequence[Issue], cycle_id: str, now: datetime, ttl: timedelta
 ) -> DedupDecision:
-    return await ledger.claim_issues(issues, cycle_id=cycle_id, now=now, ttl=ttl)
+    return await ledger.episodes.claim_issues(issues, cycle_id=cycle_id, now=now, ttl=ttl)
 
 
 @task(name="confirm-reported", cache_policy=NO_CACHE)
 async def confirm_reported(
     ledger: Ledger, fingerprints: Iterable[str], cycle_id: str, now: datetime
 ) -> int:
-    return await ledger.confirm_reported(fingerprints, cycle_id=cycle_id, now=now)
+    return await ledger.episodes.confirm_reported(fingerprints, cycle_id=cycle_id, now=now)
 
 
 @task(name="read-attempt-history", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
@@ -41,8 +43,8 @@ async def read_attempt_history(
     ledger: Ledger, fingerprints: Iterable[str], since: datetime
 ) -> tuple[dict[str, list[AttemptRecord]], int]:
     """Attempt history of the issues, and how many actions await approval now."""
-    history = await ledger.attempt_history(fingerprints, since=since)
-    return history, await ledger.pending_approvals()
+    history = await ledger.episodes.attempt_history(fingerprints, since=since)
+    return history, await ledger.operations.pending_approvals()
 
 
 @task(name="prune-ledger-rows", cache_policy=NO_CACHE, retries=0)
@@ -51,5 +53,5 @@ async def prune_ledger_rows(
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Delete rows older than `max(older_than, keep)` in one transaction (a failure
     deletes nothing). Rows deleted per table, and rows left per table."""
-    deleted = await ledger.prune(older_than=older_than, now=now, keep=keep)
-    return deleted, await ledger.row_counts()
+    deleted = await ledger.operations.prune(older_than=older_than, now=now, keep=keep)
+    return deleted, await ledger.operations.row_counts()

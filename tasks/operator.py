@@ -44,12 +44,13 @@ async def transition_alert(
 ) -> bool:
     """Post `notice` once per change of alert `name`; a failed post undoes the change so
     that the next component to notice tries again. True when it changed and was posted."""
+    alerts = conns.ledger.operations
     detail = (notice.description or "")[:500]
-    if not await conns.ledger.set_alert_state(name, firing=firing, now=now, detail=detail):
+    if not await alerts.set_alert_state(name, firing=firing, now=now, detail=detail):
         return False
     if await post_notice(conns, notice, log):
         return True
-    await conns.ledger.set_alert_state(name, firing=not firing, now=now, detail="post failed")
+    await alerts.set_alert_state(name, firing=not firing, now=now, detail="post failed")
     return False
 
 
@@ -76,16 +77,16 @@ async def record_heartbeat(
 ) -> None:
     """A heartbeat that says how long it stays fresh (read by the dead-man's switch)."""
     detail = deadman.heartbeat_detail(stale_after_seconds)
-    await conns.ledger.heartbeat(component, now=now, detail=detail)
+    await conns.ledger.operations.heartbeat(component, now=now, detail=detail)
 
 
 async def _beat(conns: Connections, component: str) -> Beat | None:
-    found = await conns.ledger.heartbeat_detail(component)
+    found = await conns.ledger.operations.heartbeat_detail(component)
     return Beat(at=found[0], detail=found[1]) if found else None
 
 
 async def _cleared(conns: Connections, name: str, beat: datetime | None) -> bool:
-    state = await conns.ledger.alert_state(name)
+    state = await conns.ledger.operations.alert_state(name)
     alert = AlertState(firing=state[0], since=state[1]) if state else None
     return deadman.cleared_by(alert, beat)
 
@@ -122,7 +123,7 @@ async def _check_listener(
         await _listener_recovered(conns, now, now)
         return False
     beat = await _beat(conns, "listener")
-    waiting = await conns.ledger.actions_with_status(ActionStatus.AWAITING_APPROVAL)
+    waiting = await conns.ledger.actions.actions_with_status(ActionStatus.AWAITING_APPROVAL)
     silence = deadman.listener_silence(beat, [r.created_at for r in waiting], now, limit)
     if silence.silent:
         notice = operator_notices.listener_silent(beat.at if beat else None, len(waiting), who)
@@ -179,7 +180,7 @@ async def publish_self_metrics(
     Returns the Prometheus text (a failure of one output is logged, not raised)."""
     window = timedelta(seconds=settings.metrics_window_seconds)
     try:
-        facts = await conns.ledger.metric_facts(now=now, window=window)
+        facts = await conns.ledger.operations.metric_facts(now=now, window=window)
     except UpstreamError as exc:
         log.error("self-metrics: ledger unavailable: %s", exc)
         return ""
