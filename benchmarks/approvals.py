@@ -130,7 +130,7 @@ class Approver:
     async def run(self) -> None:
         while not self._stop:
             for action_id in sorted(self.watch - self._scheduled):
-                record = await self.ledger.get_action(action_id)
+                record = await self.ledger.actions.get_action(action_id)
                 req = record.request if record else None
                 if req is None or req.message_id is None:
                     continue

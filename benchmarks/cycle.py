@@ -133,29 +133,29 @@ async def raw_cycle(prom_url: str, ledger_url: str, queries: dict[str, str]) -> 
     now = datetime.now(UTC)
     cycle_id = f"raw-{uuid.uuid4()}"
     async with Ledger(ledger_url) as ledger, httpx.AsyncClient(base_url=prom_url) as http:
-        await ledger.record_cycle_start(cycle_id, flow_run_id=None, now=now)
+        await ledger.operations.record_cycle_start(cycle_id, flow_run_id=None, now=now)
         # the dead-man's switch, as the cycle checks it (the listener's side)
-        await ledger.heartbeat_detail("listener")
-        await ledger.actions_with_status(ActionStatus.AWAITING_APPROVAL)
+        await ledger.operations.heartbeat_detail("listener")
+        await ledger.actions.actions_with_status(ActionStatus.AWAITING_APPROVAL)
         answers = await asyncio.gather(
             *(http.post("/api/v1/query", data={"query": q}) for q in queries.values())
         )
         for resp in answers:
             resp.raise_for_status()
-        await ledger.set_alert_state(PROMETHEUS_ALERT, firing=False, now=now, detail="")
-        await ledger.close_cleared(set(), checks_ok=set(queries), hosts_up=set(), now=now)
-        await ledger.claim_issues([], cycle_id=cycle_id, now=now, ttl=timedelta(hours=6))
-        await ledger.record_cycle_end(
+        await ledger.operations.set_alert_state(PROMETHEUS_ALERT, firing=False, now=now, detail="")
+        await ledger.episodes.close_cleared(set(), checks_ok=set(queries), hosts_up=set(), now=now)
+        await ledger.episodes.claim_issues([], cycle_id=cycle_id, now=now, ttl=timedelta(hours=6))
+        await ledger.operations.record_cycle_end(
             cycle_id, actions_dispatched=0, report={"outcome": "no issues"}, now=now
         )
-        await ledger.claim_cycle_summary(cycle_id, now=now)
-        await ledger.heartbeat("cycle", now=now, detail='{"stale_after_seconds": 1800}')
-        await ledger.set_alert_state(CYCLE_ALERT, firing=False, now=now)
-        await ledger.metric_facts(now=now, window=timedelta(days=1))
+        await ledger.operations.claim_cycle_summary(cycle_id, now=now)
+        await ledger.operations.heartbeat("cycle", now=now, detail='{"stale_after_seconds": 1800}')
+        await ledger.operations.set_alert_state(CYCLE_ALERT, firing=False, now=now)
+        await ledger.operations.metric_facts(now=now, window=timedelta(days=1))
 
 
 async def measure(reps: int, workdir: Path) -> dict[str, Any]:
-    from clients.ledger import Ledger
+    from clients.ledger import REPOSITORIES
     from clients.prometheus import PrometheusClient
     from core.checks import build_queries
     from core.policy import load_policy
@@ -193,7 +193,7 @@ async def measure(reps: int, workdir: Path) -> dict[str, Any]:
 
         log("cycle: recording the calls of one cycle and one baseline")
         rec = Recorder()
-        rec.wrap_clients([Ledger, PrometheusClient])
+        rec.wrap_clients([*REPOSITORIES.values(), PrometheusClient])
         rec.wrap_prefect_api()
         try:
             await subject()
@@ -204,7 +204,7 @@ async def measure(reps: int, workdir: Path) -> dict[str, Any]:
         finally:
             rec.restore()
         # the baseline sends its queries with httpx, the cycle through PrometheusClient
-        raw_calls[raw_calls.index("Ledger.actions_with_status") + 1 : 1] = [
+        raw_calls[raw_calls.index("ActionRepository.actions_with_status") + 1 : 1] = [
             "PrometheusClient.query"
         ] * len(queries)
         api_by_route: dict[str, list[float]] = {}

@@ -51,8 +51,8 @@ async def lifecycle(ledger: Any, p: Any) -> None:
 
     now = datetime.now(UTC)
     a = p.action_id
-    await ledger.record_actions([p], now=now)
-    await ledger.record_approval_request(
+    await ledger.actions.record_actions([p], now=now)
+    await ledger.actions.record_approval_request(
         ApprovalRequest(
             action_id=a,
             channel_id="c",
@@ -65,15 +65,19 @@ async def lifecycle(ledger: Any, p: Any) -> None:
             pause_key=f"approve-{a}",
         )
     )
-    await ledger.record_audit("approval_requested", {"message_id": f"m-{a}"}, now=now, action_id=a)
-    await ledger.sync_votes(a, [("1001", "alice", "✅")], now=now)
+    await ledger.operations.record_audit(
+        "approval_requested", {"message_id": f"m-{a}"}, now=now, action_id=a
+    )
+    await ledger.actions.sync_votes(a, [("1001", "alice", "✅")], now=now)
     decision = Decision(
         action_id=a, decision="approve", decider="alice", via="discord", intended_at=now
     )
-    await ledger.record_decision_intent(decision)
-    await ledger.record_applied_decision(decision.model_copy(update={"applied_at": now}))
-    await ledger.record_audit("decision", decision.model_dump(mode="json"), now=now, action_id=a)
-    claimed = await ledger.claim_launch(
+    await ledger.actions.record_decision_intent(decision)
+    await ledger.actions.record_applied_decision(decision.model_copy(update={"applied_at": now}))
+    await ledger.operations.record_audit(
+        "decision", decision.model_dump(mode="json"), now=now, action_id=a
+    )
+    claimed = await ledger.jobs.claim_launch(
         action_id=a,
         host=p.host,
         runner="awx",
@@ -84,9 +88,9 @@ async def lifecycle(ledger: Any, p: Any) -> None:
     )
     if claimed != "claimed":
         raise RuntimeError(f"claim_launch answered {claimed}")
-    await ledger.record_job_launched(a, job_id="1", job_url=None, now=now)
-    await ledger.record_job_state(a, state="successful", now=now, finished=True)
-    await ledger.record_attempt(
+    await ledger.jobs.record_job_launched(a, job_id="1", job_url=None, now=now)
+    await ledger.jobs.record_job_state(a, state="successful", now=now, finished=True)
+    await ledger.episodes.record_attempt(
         action_id=a,
         fingerprints=p.fingerprints,
         host=p.host,
@@ -96,7 +100,7 @@ async def lifecycle(ledger: Any, p: Any) -> None:
         explanation="re-check clear",
         now=now,
     )
-    await ledger.set_action_status(a, ActionStatus.FINISHED, now=now)
+    await ledger.actions.set_action_status(a, ActionStatus.FINISHED, now=now)
 
 
 class RawSqlite:
@@ -184,7 +188,7 @@ async def measure_db(name: str, ledger_url: str, raw: Any, actions: int) -> dict
             for fn in alternate(b, ledger_batch, raw_batch):
                 await fn()
             log(f"ledger: {name}: batch {b + 1}/{BATCHES}")
-        launches = await ledger.launch_count()
+        launches = await ledger.jobs.launch_count()
     await raw.close()
     return {
         "throughput": compare(

@@ -131,8 +131,8 @@ async def api_paused(action: Any, policy: dict[str, Any], ledger: Any, discord: 
     for emoji in (APPROVE, REJECT):
         await discord.add_reaction(CHANNEL_ID, message.id, emoji)
     now = datetime.now(UTC)
-    await ledger.record_actions([action], now=now)
-    await ledger.record_approval_request(
+    await ledger.actions.record_actions([action], now=now)
+    await ledger.actions.record_approval_request(
         ApprovalRequest(
             action_id=action.action_id,
             channel_id=CHANNEL_ID,
@@ -150,7 +150,7 @@ async def api_paused(action: Any, policy: dict[str, Any], ledger: Any, discord: 
 async def paused_count(ledger: Any, listener: Any) -> int:
     from core.records import ActionStatus
 
-    waiting = await ledger.actions_with_status(ActionStatus.AWAITING_APPROVAL)
+    waiting = await ledger.actions.actions_with_status(ActionStatus.AWAITING_APPROVAL)
     runs = await listener.runs.paused_action_runs(
         r.request.flow_run_id for r in waiting if r.request and r.request.flow_run_id
     )

@@ -147,7 +147,7 @@ async def sample(n: int, poll: float, discord: Any, ledger: Ledger) -> dict[str,
     )
 
     async def paused() -> Any:
-        record = await ledger.get_action(action.action_id)
+        record = await ledger.actions.get_action(action.action_id)
         if not record or not record.request or not record.request.message_id:
             return None
         async with get_client() as client:
@@ -168,7 +168,7 @@ async def sample(n: int, poll: float, discord: Any, ledger: Ledger) -> dict[str,
         )
     last_pause = max(i for i, s in enumerate(states) if s.type == StateType.PAUSED)
     left = states[last_pause + 1].timestamp
-    trail = await ledger.audit_trail(action_id=action.action_id)
+    trail = await ledger.operations.audit_trail(action_id=action.action_id)
     continued = next(e["at"] for e in trail if e["event"] == "decision")
     result = await state.result()
     assert result.status == "rejected", result

@@ -308,13 +308,15 @@ async def simulated_day(claude: Any, server: Any, reps: int, workdir: Path) -> d
                 now = start + timedelta(seconds=k * CYCLE_S)
                 seen = issue.model_copy(update={"observed_at": now})
                 cycle = f"{kind}-{rep}-{k}"
-                await ledger.close_cleared(
+                await ledger.episodes.close_cleared(
                     {issue.fingerprint},
                     checks_ok={issue.check.value},
                     hosts_up={issue.host},
                     now=now,
                 )
-                decision = await ledger.claim_issues([seen], cycle_id=cycle, now=now, ttl=ttl)
+                decision = await ledger.episodes.claim_issues(
+                    [seen], cycle_id=cycle, now=now, ttl=ttl
+                )
                 if not decision.new:
                     continue
                 if last is None or (now - last).total_seconds() > CACHE_TTL_S:
@@ -325,7 +327,7 @@ async def simulated_day(claude: Any, server: Any, reps: int, workdir: Path) -> d
                 tokens += total_input(reply.usage)
                 cost += estimate_cost(reply.usage, reply.model)
                 in_cost += input_cost(reply.usage, reply.model)
-                await ledger.confirm_reported([issue.fingerprint], cycle_id=cycle, now=now)
+                await ledger.episodes.confirm_reported([issue.fingerprint], cycle_id=cycle, now=now)
         runs[kind].append(
             {
                 "claude_calls": calls,

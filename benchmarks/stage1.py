@@ -131,7 +131,7 @@ def build_flow() -> Any:
             await floor()
             await subject("warm-up")
             new = [i.fingerprint for i in last["decision"].new]
-            await ledger.confirm_reported(new, cycle_id="warm-up", now=datetime.now(UTC))
+            await ledger.episodes.confirm_reported(new, cycle_id="warm-up", now=datetime.now(UTC))
 
             rss_before = proc_status()["VmRSS"]
             reset_peak_rss()

@@ -22,7 +22,6 @@ repositories that share it, one file each:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from clients.ledger_actions import ActionRepository
 from clients.ledger_base import IN_FLIGHT_STATUSES, LedgerConnection, Repository, from_ts, to_ts
@@ -39,15 +38,6 @@ REPOSITORIES: dict[str, type[Repository]] = {
     "operations": OperationsRepository,
 }
 
-# Each repository method → the repository that owns it. TEMPORARY: read by the shim below
-# and by the call-site codemod; removed with the shim at the switch-over.
-REPOSITORY_OF: dict[str, str] = {
-    name: attribute
-    for attribute, cls in REPOSITORIES.items()
-    for name in vars(cls)
-    if not name.startswith("_") and callable(getattr(cls, name))
-}
-
 
 class Ledger(LedgerConnection):
     """Async access to the ledger database. Build it with the URL; it connects lazily."""
@@ -61,13 +51,5 @@ class Ledger(LedgerConnection):
         self.episodes = EpisodeRepository(self)
         self.operations = OperationsRepository(self)
 
-    # TEMPORARY: removed at the switch-over (flat `ledger.get_action(...)` calls are
-    # rewritten to `ledger.actions.get_action(...)` by /tmp/prompts/ledger_codemod.py).
-    def __getattr__(self, name: str) -> Any:
-        attribute = REPOSITORY_OF.get(name)
-        if attribute is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return getattr(getattr(self, attribute), name)
 
-
-__all__ = ["IN_FLIGHT_STATUSES", "REPOSITORY_OF", "Ledger", "from_ts", "to_ts"]
+__all__ = ["IN_FLIGHT_STATUSES", "REPOSITORIES", "Ledger", "from_ts", "to_ts"]

@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clients.ledger_base import Repository, from_ts, to_ts
 from clients.ledger_schema import (
-    EVENT_FACTS,
     actions,
     alert_states,
     approval_requests,
@@ -32,7 +31,6 @@ from clients.ledger_schema import (
     heartbeats,
     issue_episodes,
     jobs,
-    record_event_fact,
     votes,
 )
 from core.cost import add_usage
@@ -58,7 +56,7 @@ class OperationsRepository(Repository):
     ) -> None:
         text = json.dumps(detail, default=str, sort_keys=True)
         async with self._tx("record audit", write=True) as conn:
-            added = await conn.execute(
+            await conn.execute(
                 insert(audit).values(
                     at=to_ts(now),
                     event=event_name,
@@ -67,20 +65,6 @@ class OperationsRepository(Repository):
                     detail=text,
                 )
             )
-            # TEMPORARY: removed at the switch-over. Until the flows call
-            # `record_gave_up`, `mark_decision_announced` and `record_verdict`, the audit
-            # events they write still land their facts in the v2 columns.
-            if action_id is not None and event_name in EVENT_FACTS:
-                await conn.run_sync(
-                    lambda c: record_event_fact(
-                        c,
-                        audit_id=added.inserted_primary_key[0],
-                        at=to_ts(now),
-                        event=event_name,
-                        action_id=action_id,
-                        detail=text,
-                    )
-                )
 
     async def audit_trail(self, *, action_id: str | None = None) -> list[dict[str, Any]]:
         async with self._tx("read audit", write=False) as conn:

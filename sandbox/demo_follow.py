@@ -34,7 +34,7 @@ def listener_alive(ledger_url: str) -> bool:
     async def beat() -> bool:
         ledger = Ledger(ledger_url)
         try:
-            return await ledger.last_heartbeat("listener") is not None
+            return await ledger.operations.last_heartbeat("listener") is not None
         finally:
             await ledger.aclose()
 

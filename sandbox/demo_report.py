@@ -97,11 +97,11 @@ async def cycle_report(ledger: Ledger, cycle_id: str) -> dict[str, Any] | None:
 
 async def read_views(ledger: Ledger, cycle_id: str, views: dict[str, ActionView]) -> None:
     """Refresh `views` from the ledger (new actions added, known ones updated)."""
-    for record in await ledger.cycle_actions(cycle_id):
+    for record in await ledger.actions.cycle_actions(cycle_id):
         view = views.setdefault(record.proposal.action_id, ActionView(record))
         view.record = record
         if view.verdict is None:
-            for event in await ledger.audit_trail(action_id=record.proposal.action_id):
+            for event in await ledger.operations.audit_trail(action_id=record.proposal.action_id):
                 if event["event"] == "finished" and event["detail"].get("verdict"):
                     view.verdict = event["detail"]["verdict"]
                     view.explanation = event["detail"].get("explanation") or ""

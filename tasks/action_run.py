@@ -84,7 +84,7 @@ class ActionRunContext:
         return await post_notice(self.conns, embed, self.log)
 
     async def audit(self, event: str, detail: dict[str, Any]) -> None:
-        await self.ledger.record_audit(
+        await self.ledger.operations.record_audit(
             event, detail, now=datetime.now(UTC), action_id=self.action.action_id
         )
 
@@ -99,10 +99,10 @@ def ui_link(flow_run_id: str | None, settings: ActionSettings) -> str | None:
 
 async def begin(run: ActionRunContext) -> ActionRecord:
     """Record the action (once), tag the run, and read what the ledger holds for it."""
-    await run.ledger.record_actions([run.action], now=datetime.now(UTC))
+    await run.ledger.actions.record_actions([run.action], now=datetime.now(UTC))
     async with PrefectRuns.open() as runs:  # people and the listener find action runs by tag
         await runs.tag_action_run(run.run_id, run.action.action_id)
-    record = await run.ledger.get_action(run.action.action_id)
+    record = await run.ledger.actions.get_action(run.action.action_id)
     assert record is not None
     return record
 
@@ -113,13 +113,13 @@ async def request_approval(run: ActionRunContext, record: ActionRecord) -> Appro
     action, key = run.action, pause_key(run.action.action_id)
     if record.request is not None:
         request = record.request.model_copy(update={"flow_run_id": run.run_id, "pause_key": key})
-        await run.ledger.record_approval_request(request)
+        await run.ledger.actions.record_approval_request(request)
         run.log.info("approval already requested (message %s): not re-posting", request.message_id)
         return request
     now = datetime.now(UTC)
     deadline = now + timedelta(seconds=run.level.deadline_seconds)
     since = now - timedelta(seconds=run.policy.attempt_window_seconds)
-    history = await run.ledger.attempt_history(action.fingerprints, since=since)
+    history = await run.ledger.episodes.attempt_history(action.fingerprints, since=since)
     bot = run.conns.discord_bot
     embed = approval_embed(
         action,
@@ -152,7 +152,7 @@ async def request_approval(run: ActionRunContext, record: ActionRecord) -> Appro
         requested_at=now,
         pause_key=key,
     )
-    await run.ledger.record_approval_request(request)
+    await run.ledger.actions.record_approval_request(request)
     await run.audit(
         "approval_requested",
         {
@@ -170,16 +170,16 @@ async def read_resume(
     run: ActionRunContext, answer: Literal["approve", "reject"], comment: str
 ) -> tuple[ResumeKind, Decision]:
     """Who resumed the run, and the decision it stands for (recorded when it stands)."""
-    recorded = (await run.ledger.get_action(run.action.action_id)).decision
+    recorded = (await run.ledger.actions.get_action(run.action.action_id)).decision
     kind = classify_resume(answer, recorded, ui_approval_allowed=run.level.ui_approval_allowed)
     if kind is ResumeKind.LISTENER:
         assert recorded is not None
         return kind, recorded
     ui = ui_decision(run.action.action_id, answer, comment, datetime.now(UTC))
     if kind is ResumeKind.UI_APPROVE_REGATED:
-        await run.ledger.clear_unapplied_decision(run.action.action_id)
+        await run.ledger.actions.clear_unapplied_decision(run.action.action_id)
         return kind, ui
-    return kind, await run.ledger.record_applied_decision(ui)
+    return kind, await run.ledger.actions.record_applied_decision(ui)
 
 
 async def refuse_ui_approval(run: ActionRunContext) -> None:
@@ -192,7 +192,7 @@ async def record_decision(run: ActionRunContext, decision: Decision) -> None:
 
 
 async def end_rejected(run: ActionRunContext, decision: Decision) -> ActionResult:
-    await run.ledger.set_action_status(
+    await run.ledger.actions.set_action_status(
         run.action.action_id, ActionStatus.REJECTED, now=datetime.now(UTC)
     )
     await run.say(action_notices.rejected(run.action, decision))
@@ -206,7 +206,7 @@ async def mark_approved(run: ActionRunContext) -> None:
     """Decided: `approved` until the launch is claimed, also while the host is busy
     (the listener marks it when it applies a decision; a UI approve, a decision applied
     before a restart, or one the listener has not marked yet, here)."""
-    await run.ledger.mark_approved(run.action.action_id, now=datetime.now(UTC))
+    await run.ledger.actions.mark_approved(run.action.action_id, now=datetime.now(UTC))
 
 
 async def end_without_job(
@@ -229,10 +229,10 @@ async def end_without_job(
         return result
     why = action_notices.not_run_why(stopped, action)
     now = datetime.now(UTC)
-    await run.ledger.set_action_status(action.action_id, ActionStatus.NOT_RUN, now=now)
+    await run.ledger.actions.set_action_status(action.action_id, ActionStatus.NOT_RUN, now=now)
     await run.audit("not_run", {"why": why})
     await run.say(action_notices.not_run(stopped, action))
-    record = await run.ledger.get_action(action.action_id)
+    record = await run.ledger.actions.get_action(action.action_id)
     await acreate_markdown_artifact(
         key=REPORT_KEY,
         markdown=not_run_report(action, decision, record, why),
@@ -263,16 +263,18 @@ async def record_failed_run(
     conns = await open_connections(blocks, ("discord", "ledger"))
     async with conns:
         ledger, now = conns.ledger, datetime.now(UTC)
-        record = await ledger.get_action(action.action_id)
+        record = await ledger.actions.get_action(action.action_id)
         kind = classify_failed_run(record)
         if kind is FailedRun.WAITING:
-            await ledger.set_action_status(action.action_id, ActionStatus.EXPIRED, now=now)
+            await ledger.actions.set_action_status(action.action_id, ActionStatus.EXPIRED, now=now)
             event, detail = "pause_timed_out", {"flow_run_id": run_id}
         else:
             if kind is FailedRun.STRANDED:
-                await ledger.set_action_status(action.action_id, ActionStatus.NOT_RUN, now=now)
+                await ledger.actions.set_action_status(
+                    action.action_id, ActionStatus.NOT_RUN, now=now
+                )
             event, detail = "action_run_failed", {"message": message}
-        await ledger.record_audit(event, detail, now=now, action_id=action.action_id)
+        await ledger.operations.record_audit(event, detail, now=now, action_id=action.action_id)
         status = record.status if record else None
         embed = action_notices.run_failed(action, kind, status, str(message))
         await post_notice(conns, embed, get_run_logger())

@@ -108,7 +108,9 @@ class ApprovalPoller:
     # --- one poll -------------------------------------------------------------------
     async def poll(self, now: datetime) -> PollStats:
         stats = PollStats()
-        waiting = await self.conns.ledger.actions_with_status(ActionStatus.AWAITING_APPROVAL)
+        waiting = await self.conns.ledger.actions.actions_with_status(
+            ActionStatus.AWAITING_APPROVAL
+        )
         paused = await self.runs.paused_action_runs(
             r.request.flow_run_id for r in waiting if r.request and r.request.flow_run_id
         )
@@ -227,8 +229,10 @@ class ApprovalPoller:
         except DiscordNotFound:
             # The message was deleted: the votes recorded so far stand, no new ones come,
             # and nobody can object any more, so no deadline default runs it.
-            return await self.conns.ledger.votes(record.proposal.action_id), bots, True
-        votes = await self.conns.ledger.sync_votes(record.proposal.action_id, present, now=now)
+            return await self.conns.ledger.actions.votes(record.proposal.action_id), bots, True
+        votes = await self.conns.ledger.actions.sync_votes(
+            record.proposal.action_id, present, now=now
+        )
         return votes, bots, False
 
     async def evaluate(
@@ -264,21 +268,21 @@ class ApprovalPoller:
         """Record the intent, resume, and mark it applied only when Prefect applied it;
         True if resumed. Raises `ResumeRejected` when Prefect refused for good."""
         ledger = self.conns.ledger
-        intent = await ledger.record_decision_intent(decision)  # the first intent wins
+        intent = await ledger.actions.record_decision_intent(decision)  # the first intent wins
         answer = await self.runs.resume(run.id, intent.decision, intent.comment)
         now = datetime.now(UTC)
         action_id = intent.action_id
         if answer.outcome is ResumeOutcome.APPLIED:
-            applied = await ledger.record_applied_decision(
+            applied = await ledger.actions.record_applied_decision(
                 intent.model_copy(update={"applied_at": now})
             )
-            await ledger.record_audit(
+            await ledger.operations.record_audit(
                 "decision_applied", applied.model_dump(mode="json"), now=now, action_id=action_id
             )
             await self.announce(record, applied, now)
             return True
         if answer.outcome is ResumeOutcome.TAKEN:  # resumed already (the UI, another listener)
-            await ledger.record_audit(
+            await ledger.operations.record_audit(
                 "resume_aborted",
                 {"reason": answer.reason, "intended": intent.model_dump(mode="json")},
                 now=now,
@@ -290,7 +294,7 @@ class ApprovalPoller:
             return False
         if answer.outcome is ResumeOutcome.RETRY:
             return False  # the run is still entering its pause: retried next poll
-        await ledger.record_audit(
+        await ledger.operations.record_audit(
             "resume_rejected", {"reason": answer.reason}, now=now, action_id=action_id
         )
         raise ResumeRejected("resume_flow_run", f"run {run.id}: {answer.reason}")
@@ -312,7 +316,7 @@ class ApprovalPoller:
         )
         if applied is None:
             return None
-        return await self.conns.ledger.record_applied_decision(applied)
+        return await self.conns.ledger.actions.record_applied_decision(applied)
 
     async def confirm_unapplied(
         self, paused: dict[str, FlowRun], now: datetime, stats: PollStats
@@ -320,9 +324,9 @@ class ApprovalPoller:
         """Intents whose run is no longer paused: a listener died between the resume and
         marking it applied, or lost a race. Confirm them from what Prefect applied."""
         ledger = self.conns.ledger
-        for action_id in await ledger.unapplied_decisions(since=now - RECOVERY_LOOKBACK):
+        for action_id in await ledger.actions.unapplied_decisions(since=now - RECOVERY_LOOKBACK):
             try:
-                record = await ledger.get_action(action_id)
+                record = await ledger.actions.get_action(action_id)
                 run_id = run_to_confirm(record, paused) if record is not None else None
                 if record is None or run_id is None:
                     continue  # gone, applied meanwhile, or still paused: `step` applies it
@@ -347,15 +351,15 @@ class ApprovalPoller:
         except UpstreamError as exc:
             self.log.warning("could not edit the approval message (retried next poll): %s", exc)
             return False
-        await self.conns.ledger.mark_decision_announced(decision.action_id, text, now=now)
+        await self.conns.ledger.actions.mark_decision_announced(decision.action_id, text, now=now)
         return True
 
     async def announce_pending(self, now: datetime, stats: PollStats) -> None:
         """Applied decisions not yet shown in Discord (UI decisions, a killed listener)."""
         ledger = self.conns.ledger
-        for action_id in await ledger.decisions_to_announce(since=now - RECOVERY_LOOKBACK):
+        for action_id in await ledger.actions.decisions_to_announce(since=now - RECOVERY_LOOKBACK):
             try:
-                record = await ledger.get_action(action_id)
+                record = await ledger.actions.get_action(action_id)
                 if record and record.decision and await self.announce(record, record.decision, now):
                     stats.announced += 1
             except Exception as exc:  # noqa: BLE001
@@ -374,7 +378,9 @@ class ApprovalPoller:
             before_seconds=self.settings.reminder_seconds,
         )
         action = record.proposal
-        if not due or not await self.conns.ledger.mark_reminder_sent(action.action_id, now=now):
+        if not due or not await self.conns.ledger.actions.mark_reminder_sent(
+            action.action_id, now=now
+        ):
             return False
         bot = self.conns.discord_bot
         channel = request_channel(req, bot.approvals_channel_id)
@@ -386,7 +392,7 @@ class ApprovalPoller:
             message_url=message_url(bot.guild_id, channel, req.message_id),
         )
         await self.conns.discord.create_message(channel, embeds=[embed])
-        await self.conns.ledger.record_audit(
+        await self.conns.ledger.operations.record_audit(
             "reminder_sent",
             {"deadline": req.deadline.isoformat()},
             now=now,

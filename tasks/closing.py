@@ -31,11 +31,11 @@ async def post_cycle_summary(conns: Connections, cycle_id: str) -> bool:
     arbitrates: only when the cycle has finished and every action is terminal)."""
     ledger = conns.ledger
     try:
-        if not await ledger.claim_cycle_summary(cycle_id, now=datetime.now(UTC)):
+        if not await ledger.operations.claim_cycle_summary(cycle_id, now=datetime.now(UTC)):
             return False
-        records = await ledger.cycle_actions(cycle_id)
-        verdicts = await ledger.cycle_verdicts(cycle_id)
-        flow_run_id = await ledger.cycle_flow_run(cycle_id)
+        records = await ledger.actions.cycle_actions(cycle_id)
+        verdicts = await ledger.actions.cycle_verdicts(cycle_id)
+        flow_run_id = await ledger.operations.cycle_flow_run(cycle_id)
     except UpstreamError as exc:
         get_run_logger().error("cycle summary of %s not made: %s", cycle_id, exc)
         return False
@@ -82,11 +82,11 @@ async def review_attempts(
     if not fps:
         return review
     try:
-        review.relapsed = await ledger.record_relapses(
+        review.relapsed = await ledger.episodes.record_relapses(
             fps, window=timedelta(seconds=policy.relapse_seconds), now=now
         )
         since = now - timedelta(seconds=policy.attempt_window_seconds)
-        out = exhausted(await ledger.attempt_history(fps, since=since), policy, now)
+        out = exhausted(await ledger.episodes.attempt_history(fps, since=since), policy, now)
     except UpstreamError as exc:
         review.notices.append(f"attempt history unavailable: {exc}")
         return review
@@ -102,12 +102,12 @@ async def review_attempts(
             continue
         fp = issue.fingerprint
         try:
-            if not await ledger.claim_escalation(
+            if not await ledger.episodes.claim_escalation(
                 fp, latest_attempt=max(r.at for r in counted), now=now
             ):
                 review.reported.append(fp)  # escalated before: held, not repeated
                 continue
-            history = await ledger.attempt_details([fp], since=since)
+            history = await ledger.episodes.attempt_details([fp], since=since)
         except UpstreamError as exc:
             review.notices.append(f"escalation of {fp} not recorded: {exc}")
             continue
@@ -119,12 +119,12 @@ async def review_attempts(
             )
         except UpstreamError as exc:
             review.notices.append(f"escalation of {fp} could not be posted: {exc}")
-            await _quietly(ledger.release_escalation(fp, now=now))
+            await _quietly(ledger.episodes.release_escalation(fp, now=now))
             continue
         review.reported.append(fp)
         review.escalated.append(fp)
         await _quietly(
-            ledger.record_audit(
+            ledger.operations.record_audit(
                 "escalated",
                 {"fingerprint": fp, "attempts": len(counted)},
                 now=now,

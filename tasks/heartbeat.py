@@ -22,13 +22,13 @@ async def keep_alive(
     ledger: Ledger, action_id: str, run_id: str, every_seconds: float
 ) -> AsyncIterator[None]:
     """Write the action's heartbeat now and every `every_seconds` until the block ends."""
-    await ledger.action_heartbeat(action_id, run_id=run_id, now=datetime.now(UTC))
+    await ledger.jobs.action_heartbeat(action_id, run_id=run_id, now=datetime.now(UTC))
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(every_seconds)
             try:
-                await ledger.action_heartbeat(action_id, run_id=run_id, now=datetime.now(UTC))
+                await ledger.jobs.action_heartbeat(action_id, run_id=run_id, now=datetime.now(UTC))
             except UpstreamError as exc:  # the next one may land; staleness is generous
                 log.warning("heartbeat of action %s failed: %s", action_id, exc)
 

@@ -59,7 +59,7 @@ async def launch_once(run: ActionRunContext) -> JobRef:
         raise
     except NoJobToPoll as stopped:
         if stopped.job_state is not None:
-            await run.ledger.record_job_state(
+            await run.ledger.jobs.record_job_state(
                 run.action.action_id,
                 state=stopped.job_state.value,
                 finished=True,
@@ -69,7 +69,7 @@ async def launch_once(run: ActionRunContext) -> JobRef:
 
 
 async def _the_job(run: ActionRunContext) -> JobRef:
-    record = await run.ledger.get_action(run.action.action_id)
+    record = await run.ledger.actions.get_action(run.action.action_id)
     if record is not None and record.status.terminal:
         raise ActionAlreadyEnded(record.status, record.job)
     job = record.job if record else None
@@ -87,7 +87,7 @@ async def _the_job(run: ActionRunContext) -> JobRef:
 
 
 async def _recorded_job(run: ActionRunContext) -> JobRecord | None:
-    record = await run.ledger.get_action(run.action.action_id)
+    record = await run.ledger.actions.get_action(run.action.action_id)
     return record.job if record else None
 
 
@@ -96,7 +96,7 @@ async def claim_slot(run: ActionRunContext) -> str:
     is full; "claimed", or "exists" when another run of this action claimed it."""
     announced = False
     while True:
-        claim = await run.ledger.claim_launch(
+        claim = await run.ledger.jobs.claim_launch(
             action_id=run.action.action_id,
             host=run.action.host,
             runner=run.action.runner.value,
@@ -141,7 +141,7 @@ async def _launch_new(run: ActionRunContext) -> JobRef:
             raise RequestNotSent(str(exc)) from exc
         run.log.error("launch outcome unknown (%s): looking the job up", exc)
         return await _find_by_marker(run, intent_at)
-    await run.ledger.record_job_launched(
+    await run.ledger.jobs.record_job_launched(
         action.action_id, job_id=ref.job_id, job_url=ref.url, now=datetime.now(UTC)
     )
     return ref
@@ -169,7 +169,7 @@ async def _find_by_marker(run: ActionRunContext, since: datetime) -> JobRef:
         await asyncio.sleep(1.0 + attempt)
     if found is None:
         raise LaunchUnknown(lookup_error=failure.detail if failure is not None else None)
-    await run.ledger.record_job_launched(
+    await run.ledger.jobs.record_job_launched(
         run.action.action_id, job_id=found.job_id, job_url=found.url, now=datetime.now(UTC)
     )
     run.log.info("found job %s by its marker", found.job_id)
@@ -181,10 +181,10 @@ async def _record_unknown(run: ActionRunContext) -> None:
     attempt so the issue is not retried blindly."""
     now = datetime.now(UTC)
     action = run.action
-    await run.ledger.record_job_state(
+    await run.ledger.jobs.record_job_state(
         action.action_id, state=LaunchUnknown.job_state.value, finished=True, now=now
     )
-    await run.ledger.record_attempt(
+    await run.ledger.episodes.record_attempt(
         action_id=action.action_id,
         fingerprints=action.fingerprints,
         host=action.host,
@@ -199,7 +199,7 @@ async def _record_unknown(run: ActionRunContext) -> None:
 @task(name="poll-job", cache_policy=NO_CACHE, retries=0)
 async def poll_job(run: ActionRunContext, ref: JobRef) -> JobEnd:
     """Poll to a terminal state or the entry's maximum job time; cancel at the max."""
-    record = await run.ledger.get_action(run.action.action_id)
+    record = await run.ledger.actions.get_action(run.action.action_id)
     launched = record.job.launched_at if record and record.job else None
     deadline = poll_deadline(launched, datetime.now(UTC), run.action.max_job_seconds)
     status = None
@@ -212,7 +212,7 @@ async def poll_job(run: ActionRunContext, ref: JobRef) -> JobEnd:
         except UpstreamError as exc:
             run.log.warning("status of job %s unavailable: %s", ref.job_id, exc)
         else:
-            await run.ledger.record_job_state(
+            await run.ledger.jobs.record_job_state(
                 run.action.action_id, state=status.state.value, now=datetime.now(UTC)
             )
             if status.state.terminal:

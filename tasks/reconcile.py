@@ -123,7 +123,7 @@ class Reconciler:
         claimed by a failed pass is taken again once the claim is CLAIM_WINDOW old)."""
         try:
             by_action = await self.prefect.action_runs(since=now - self.lookback)
-            views = await self.conns.ledger.action_liveness(by_action)
+            views = await self.conns.ledger.jobs.action_liveness(by_action)
         except Exception as exc:  # noqa: BLE001 - Prefect API or ledger unavailable
             log.warning("reconciler: cannot list action runs: %s", exc)
             return []
@@ -154,7 +154,7 @@ class Reconciler:
         if view.gave_up:
             return None  # reported already: it needs a person
         dead = dead_run(runs)
-        claimed = await self.conns.ledger.claim_dead_action(
+        claimed = await self.conns.ledger.jobs.claim_dead_action(
             view.action_id,
             stale_before=now - stale,
             dead_runs=sorted(dead_run_ids(runs)),
@@ -199,10 +199,10 @@ class Reconciler:
 
     async def expire(self, view: ActionLiveness, dead: ActionRun, now: datetime) -> None:
         ledger = self.conns.ledger
-        record = await ledger.get_action(view.action_id)
+        record = await ledger.actions.get_action(view.action_id)
         assert record is not None
-        await ledger.set_action_status(view.action_id, ActionStatus.EXPIRED, now=now)
-        await ledger.record_audit(
+        await ledger.actions.set_action_status(view.action_id, ActionStatus.EXPIRED, now=now)
+        await ledger.operations.record_audit(
             "reconcile_expired",
             {"dead_run_id": dead.id, "dead_run_state": dead.state_label},
             now=now,
@@ -221,12 +221,12 @@ class Reconciler:
     async def give_up(
         self, view: ActionLiveness, dead: ActionRun, now: datetime, ended: FlowRun | None = None
     ) -> None:
-        record = await self.conns.ledger.get_action(view.action_id)
+        record = await self.conns.ledger.actions.get_action(view.action_id)
         assert record is not None
         detail: dict[str, Any] = {"dead_run_id": dead.id, "continuations": MAX_CONTINUATIONS}
         if ended is not None:
             detail["ended_run_id"] = str(ended.id)
-        if not await self.conns.ledger.record_gave_up(view.action_id, detail, now=now):
+        if not await self.conns.ledger.jobs.record_gave_up(view.action_id, detail, now=now):
             return  # another reconciler gave it up and said so
         await self.say(
             gave_up_message(
@@ -280,7 +280,7 @@ class Reconciler:
         self, view: ActionLiveness, dead_run_id: str, dead_state: str, via: Via, now: datetime
     ) -> None:
         """Record and post the continuation of one dead run — once, whoever calls."""
-        first = await self.conns.ledger.record_continuation(
+        first = await self.conns.ledger.jobs.record_continuation(
             view.action_id,
             dead_run_id=dead_run_id,
             detail={
@@ -293,7 +293,7 @@ class Reconciler:
         )
         if not first:
             return
-        record = await self.conns.ledger.get_action(view.action_id)
+        record = await self.conns.ledger.actions.get_action(view.action_id)
         assert record is not None
         await self.say(
             continuing_message(
@@ -314,7 +314,7 @@ class Reconciler:
         if fresh is None or fresh.continues is None:
             return
         dead_run_id = fresh.continues
-        if await self.conns.ledger.continued_from(view.action_id, dead_run_id):
+        if await self.conns.ledger.jobs.continued_from(view.action_id, dead_run_id):
             return
         dead = [r for r in runs if r.id == dead_run_id]
         state = dead[0].state_label if dead else "unknown state"

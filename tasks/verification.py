@@ -140,12 +140,12 @@ async def report_result(
     action, ledger = run.action, run.ledger
     tail = await read_output_tail(run, job)
     now = datetime.now(UTC)
-    await ledger.record_job_state(
+    await ledger.jobs.record_job_state(
         action.action_id, state=end.state.value, finished=True, now=now, output_tail=tail
     )
     if end.state is JobState.TIMED_OUT:
         await run.say(action_notices.job_timeout(action, job.job_id, tail))
-    await ledger.set_action_status(action.action_id, ActionStatus.VERIFYING, now=now)
+    await ledger.actions.set_action_status(action.action_id, ActionStatus.VERIFYING, now=now)
     verifier = Verifier(run.conns, run.policy, action, run.settings)
     verification = await verifier.verify(end.state, tail, end.ended_at(now))
     verdict = verification.verdict
@@ -167,8 +167,10 @@ async def report_result(
     except UpstreamError as exc:
         run.log.error("result post failed: %s", exc)
     # Before `finished`: the cycle's summary, posted once all its actions ended, reads it.
-    await ledger.record_verdict(action.action_id, verdict, now=datetime.now(UTC))
-    await ledger.set_action_status(action.action_id, ActionStatus.FINISHED, now=datetime.now(UTC))
+    await ledger.actions.record_verdict(action.action_id, verdict, now=datetime.now(UTC))
+    await ledger.actions.set_action_status(
+        action.action_id, ActionStatus.FINISHED, now=datetime.now(UTC)
+    )
     result = ActionResult(
         action_id=action.action_id,
         status=ActionStatus.FINISHED,
@@ -180,7 +182,7 @@ async def report_result(
     )
     await run.audit("finished", {**result.model_dump(mode="json"), "outcome": outcome,
                                  "counts": counts})  # fmt: skip
-    record = await ledger.get_action(action.action_id)
+    record = await ledger.actions.get_action(action.action_id)
     if record is not None:
         await acreate_markdown_artifact(
             key=REPORT_KEY,
@@ -207,7 +209,7 @@ async def record_outcome(
     so a return is seen as new — and, soon after, as a relapse."""
     ledger = conns.ledger
     now = datetime.now(UTC)
-    await ledger.record_attempt(
+    await ledger.episodes.record_attempt(
         action_id=action.action_id,
         fingerprints=action.fingerprints,
         host=action.host,
@@ -219,6 +221,6 @@ async def record_outcome(
     )
     if counts:
         for fp in action.fingerprints:
-            await ledger.release_issue(fp, now=now)
+            await ledger.episodes.release_issue(fp, now=now)
     elif outcome == "effective":
-        await ledger.close_remediated(action.fingerprints, now=now)
+        await ledger.episodes.close_remediated(action.fingerprints, now=now)

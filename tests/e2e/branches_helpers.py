@@ -195,7 +195,7 @@ async def awaiting_approval(
 
     async def probe() -> dict[str, ActionRecord] | None:
         async with stack.ledger() as ledger:
-            waiting = await ledger.actions_with_status(ActionStatus.AWAITING_APPROVAL)
+            waiting = await ledger.actions.actions_with_status(ActionStatus.AWAITING_APPROVAL)
         if len(waiting) != count:
             return None
         for rec in waiting:
@@ -279,7 +279,7 @@ def react(stack: Stack, rec: ActionRecord, emoji: str, user: str) -> None:
 # --- the ledger ------------------------------------------------------------------------------
 async def record(stack: Stack, action_id: str | None) -> ActionRecord | None:
     async with stack.ledger() as ledger:
-        return await ledger.get_action(action_id or "")
+        return await ledger.actions.get_action(action_id or "")
 
 
 async def records(stack: Stack, report: CycleReport) -> dict[str, ActionRecord]:
@@ -295,7 +295,7 @@ async def records(stack: Stack, report: CycleReport) -> dict[str, ActionRecord]:
 
 async def events(stack: Stack, action_id: str) -> list[str]:
     async with stack.ledger() as ledger:
-        return [e["event"] for e in await ledger.audit_trail(action_id=action_id)]
+        return [e["event"] for e in await ledger.operations.audit_trail(action_id=action_id)]
 
 
 async def attempts(stack: Stack) -> list[tuple[str, str, bool]]:
@@ -308,7 +308,7 @@ async def attempts(stack: Stack) -> list[tuple[str, str, bool]]:
 async def episodes(stack: Stack) -> dict[str, dict[str, Any]]:
     """The open issue episodes by fingerprint."""
     async with stack.ledger() as ledger:
-        return {e["fingerprint"]: e for e in await ledger.open_episodes()}
+        return {e["fingerprint"]: e for e in await ledger.episodes.open_episodes()}
 
 
 async def rows(stack: Stack, table: str) -> list[dict[str, Any]]:

@@ -254,12 +254,12 @@ async def docs_screenshot(page: Page, dialog: Any, steps: Steps) -> None:
 # --- sandbox and Prefect state ----------------------------------------------------------
 async def record_of(stack: Stack, action_id: str) -> Any:
     async with stack.ledger() as ledger:
-        return await ledger.get_action(action_id)
+        return await ledger.actions.get_action(action_id)
 
 
 async def audit_events(stack: Stack, action_id: str) -> list[str]:
     async with stack.ledger() as ledger:
-        return [e["event"] for e in await ledger.audit_trail(action_id=action_id)]
+        return [e["event"] for e in await ledger.operations.audit_trail(action_id=action_id)]
 
 
 def approval_message(stack: Stack, host: str) -> Any:

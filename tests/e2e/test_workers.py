@@ -96,7 +96,7 @@ async def test_stopping_a_worker_ends_each_of_its_runs_with_a_state(
 
         async def listening_and_paused() -> bool:
             async with stack.ledger() as ledger:
-                polled = await ledger.last_heartbeat("listener") is not None
+                polled = await ledger.operations.last_heartbeat("listener") is not None
             return polled and bool(await paused_runs(action.action_id))
 
         try:
@@ -120,7 +120,7 @@ async def test_stopping_a_worker_ends_each_of_its_runs_with_a_state(
     expired = await reconcile_actions(policy=policy, blocks=stack.names)
     assert expired == [action.action_id]
     async with stack.ledger() as ledger:
-        record = await ledger.get_action(action.action_id)
+        record = await ledger.actions.get_action(action.action_id)
     assert record is not None and record.status is ActionStatus.EXPIRED
     posts = [m.embeds[0].get("title") or "" for m in stack.discord.messages(CHANNEL_ID) if m.embeds]
     assert any(t.startswith("⏱️ Expired") for t in posts), posts
@@ -144,7 +144,7 @@ async def test_cancelling_a_listener_run_ends_it_cancelled_within_seconds(
 
         async def polled() -> bool:
             async with stack.ledger() as ledger:
-                return await ledger.last_heartbeat("listener") is not None
+                return await ledger.operations.last_heartbeat("listener") is not None
 
         try:
             await eventually(polled, timeout=150, interval=0.5, what="the listener polling")
@@ -250,7 +250,7 @@ async def test_a_burst_of_five_actions_spreads_over_two_limited_workers_and_runs
         assert len(jobs) == 5
         assert sorted((j.limit, j.extra_vars.get("unit")) for j in jobs) == sorted(HOSTS_UNITS)
         async with stack.ledger() as ledger:
-            records = [await ledger.get_action(a.action_id) for a in actions]
-            assert await ledger.launch_count() == 5
+            records = [await ledger.actions.get_action(a.action_id) for a in actions]
+            assert await ledger.jobs.launch_count() == 5
         job_ids = [r.job.job_id for r in records if r is not None and r.job is not None]
         assert sorted(job_ids) == sorted(str(j.id) for j in jobs)

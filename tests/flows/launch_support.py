@@ -61,8 +61,8 @@ async def approve(stack: Stack, action: ProposedAction, decider: str = "alice") 
     """Record the action with an applied approval, as the listener leaves it."""
     now = datetime.now(UTC)
     async with stack.ledger() as ledger:
-        await ledger.record_actions([action], now=now)
-        await ledger.record_applied_decision(
+        await ledger.actions.record_actions([action], now=now)
+        await ledger.actions.record_applied_decision(
             Decision(
                 action_id=action.action_id,
                 decision="approve",
@@ -98,14 +98,14 @@ async def run_approved(
 
 async def record(stack: Stack, action_id: str) -> ActionRecord:
     async with stack.ledger() as ledger:
-        found = await ledger.get_action(action_id)
+        found = await ledger.actions.get_action(action_id)
     assert found is not None
     return found
 
 
 async def audit_events(stack: Stack, action_id: str) -> list[str]:
     async with stack.ledger() as ledger:
-        return [e["event"] for e in await ledger.audit_trail(action_id=action_id)]
+        return [e["event"] for e in await ledger.operations.audit_trail(action_id=action_id)]
 
 
 def embeds(stack: Stack, title_prefix: str = "") -> list[dict[str, Any]]:

@@ -84,6 +84,6 @@ async def run_is(run_id: Any, state: StateType) -> bool:
 
 async def heartbeat(stack: Stack, action_id: str) -> tuple[datetime, str]:
     async with stack.ledger() as ledger:
-        view = (await ledger.action_liveness([action_id]))[action_id]
+        view = (await ledger.jobs.action_liveness([action_id]))[action_id]
     assert view.heartbeat_at is not None and view.heartbeat_by is not None
     return view.heartbeat_at, view.heartbeat_by

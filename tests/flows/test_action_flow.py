@@ -34,6 +34,6 @@ async def test_discord_approval_runs_the_job_and_verifies_it_effective(stack: St
     assert stack.fleet.state("web-02").units["nginx.service"].state == "active"
     assert any("EFFECTIVE: restart_unit on web-02" in t for t in titles(stack)), titles(stack)
     async with stack.ledger() as ledger:
-        record = await ledger.get_action(action.action_id)
+        record = await ledger.actions.get_action(action.action_id)
     assert record.decision.decider == "alice" and record.decision.via == "discord"
     assert record.job.state == "successful"

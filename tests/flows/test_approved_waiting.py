@@ -57,7 +57,7 @@ async def _hold_host(stack: Stack, holder: ProposedAction) -> None:
     """Another approved action's job holds the host's launch slot."""
     await approve(stack, holder)
     async with stack.ledger() as ledger:
-        claimed = await ledger.claim_launch(
+        claimed = await ledger.jobs.claim_launch(
             action_id=holder.action_id,
             host=holder.host,
             runner="awx",
@@ -115,9 +115,11 @@ async def test_an_approved_action_waiting_for_its_host_is_approved_not_pending(
         assert (await record(stack, undecided.action_id)).status is ActionStatus.AWAITING_APPROVAL
 
         async with stack.ledger() as ledger:
-            facts = await ledger.metric_facts(now=datetime.now(UTC), window=timedelta(hours=1))
-            capacity = await ledger.pending_approvals()
-            queue = await ledger.actions_with_status(ActionStatus.AWAITING_APPROVAL)
+            facts = await ledger.operations.metric_facts(
+                now=datetime.now(UTC), window=timedelta(hours=1)
+            )
+            capacity = await ledger.operations.pending_approvals()
+            queue = await ledger.actions.actions_with_status(ActionStatus.AWAITING_APPROVAL)
         assert facts.pending_approvals == 1 and _pending_metric(facts) == 1  # undecided only
         assert capacity == 2  # both still hold a live run before any launch
         assert [r.proposal.action_id for r in queue] == [undecided.action_id]
@@ -127,7 +129,7 @@ async def test_an_approved_action_waiting_for_its_host_is_approved_not_pending(
         assert "while 1 approval(s) wait" in text_of(silent)
 
         async with stack.ledger() as ledger:  # the other job ends: web-02 is free
-            await ledger.record_job_state(
+            await ledger.jobs.record_job_state(
                 holder.action_id, state="successful", finished=True, now=datetime.now(UTC)
             )
         state = await asyncio.wait_for(runs[waiting.action_id], timeout=120)

@@ -100,7 +100,7 @@ async def test_cleared_then_recurring_is_reported_again_and_failed_query_clears_
     failing = await cycle(stack, broken_query)
     assert "failed_unit" in failing.check_errors and failing.cleared == []
     async with stack.ledger() as ledger:
-        assert [e["fingerprint"] for e in await ledger.open_episodes()] == [
+        assert [e["fingerprint"] for e in await ledger.episodes.open_episodes()] == [
             "web-02|failed_unit|nginx.service"
         ]
     cleared = await cycle(stack)

@@ -88,7 +88,7 @@ async def test_a_failing_job_is_reported_failed(stack: Stack) -> None:
     assert done.job is not None and done.job.state == "failed"
     assert "unit would not start" in (done.job.output_tail or "")
     async with stack.ledger() as ledger:
-        history = await ledger.attempt_history(action.fingerprints, since=done.created_at)
+        history = await ledger.episodes.attempt_history(action.fingerprints, since=done.created_at)
     assert [r.outcome for r in history[action.fingerprints[0]]] == ["failed"]
     [result] = [e for e in embeds(stack) if "noop_fix on web-02 (job failed)" in e["title"]]
     assert "unit would not start" in text_of(result)
@@ -189,7 +189,7 @@ async def test_a_launch_intent_without_a_job_id_is_found_by_marker_on_rerun(
     action = scripted()
     await approve(stack, action)
     async with stack.ledger() as ledger:  # an earlier run wrote its intent, then died
-        claimed = await ledger.claim_launch(
+        claimed = await ledger.jobs.claim_launch(
             action_id=action.action_id, host="web-02", runner="awx", template="30",
             marker=action.action_id, max_running=5, now=action.proposed_at,
         )  # fmt: skip
@@ -213,7 +213,7 @@ async def test_a_launch_intent_whose_job_cannot_be_found_is_escalated_not_relaun
     action = scripted()
     await approve(stack, action)
     async with stack.ledger() as ledger:
-        await ledger.claim_launch(
+        await ledger.jobs.claim_launch(
             action_id=action.action_id, host="web-02", runner="awx", template="30",
             marker=action.action_id, max_running=5, now=action.proposed_at,
         )  # fmt: skip
@@ -227,7 +227,7 @@ async def test_a_launch_intent_whose_job_cannot_be_found_is_escalated_not_relaun
     assert done.status is ActionStatus.NOT_RUN
     assert done.job is not None and done.job.state == "unknown"
     async with stack.ledger() as ledger:
-        history = await ledger.attempt_history(action.fingerprints, since=done.created_at)
+        history = await ledger.episodes.attempt_history(action.fingerprints, since=done.created_at)
     assert [r.outcome for r in history[action.fingerprints[0]]] == ["launch_unknown"]
     assert "not_run" in await audit_events(stack, action.action_id)
 

@@ -120,7 +120,7 @@ class Actions:
 
     async def record(self, a: ProposedAction) -> ActionRecord | None:
         async with self.stack.ledger() as ledger:
-            return await ledger.get_action(a.action_id)
+            return await ledger.actions.get_action(a.action_id)
 
     async def paused(self, *actions: ProposedAction, posted: bool = True) -> list[ActionRecord]:
         """Wait until each action's run is PAUSED with its request recorded."""
@@ -209,7 +209,11 @@ def react(stack: Stack, record: ActionRecord, emoji: str, *users: str) -> None:
 
 async def events(stack: Stack, action_id: str, name: str) -> list[dict[str, Any]]:
     async with stack.ledger() as ledger:
-        return [e for e in await ledger.audit_trail(action_id=action_id) if e["event"] == name]
+        return [
+            e
+            for e in await ledger.operations.audit_trail(action_id=action_id)
+            if e["event"] == name
+        ]
 
 
 def completed(state: Any) -> bool:
@@ -218,7 +222,7 @@ def completed(state: Any) -> bool:
 
 async def decision(stack: Stack, a: ProposedAction) -> Decision:
     async with stack.ledger() as ledger:
-        record = await ledger.get_action(a.action_id)
+        record = await ledger.actions.get_action(a.action_id)
     assert record is not None and record.decision is not None
     return record.decision
 
@@ -278,7 +282,7 @@ async def test_bots_strangers_and_a_removed_approval_do_not_count_toward_the_quo
 
         async def seen() -> bool:
             async with stack.ledger() as ledger:
-                return len(await ledger.votes(a.action_id)) == 3
+                return len(await ledger.actions.votes(a.action_id)) == 3
 
         await eventually(seen, what="votes recorded")
         await listener.more_polls(2)
@@ -287,7 +291,7 @@ async def test_bots_strangers_and_a_removed_approval_do_not_count_toward_the_quo
 
         async def removed() -> bool:
             async with stack.ledger() as ledger:
-                return any(v.removed_at for v in await ledger.votes(a.action_id))
+                return any(v.removed_at for v in await ledger.actions.votes(a.action_id))
 
         await eventually(removed, what="alice's removal recorded")
         react(stack, record, "✅", "bob")
@@ -299,7 +303,7 @@ async def test_bots_strangers_and_a_removed_approval_do_not_count_toward_the_quo
     d = await decision(stack, a)
     assert (d.decision, d.decider) == ("approve", "bob, carol")
     async with stack.ledger() as ledger:
-        votes = {v.username: v for v in await ledger.votes(a.action_id)}
+        votes = {v.username: v for v in await ledger.actions.votes(a.action_id)}
     assert set(votes) == {"mallory", "dave", "alice", "bob", "carol"}  # bots never recorded
     assert votes["alice"].removed_at is not None
     assert BOT_USER_ID not in {v.user_id for v in votes.values()}
@@ -381,7 +385,7 @@ async def test_listener_killed_and_restarted_loses_and_doubles_nothing(stack: St
     now = datetime.now(UTC)
     async with stack.ledger() as ledger:
         for a, who in [(intended, "bob"), (resumed, "carol")]:
-            await ledger.record_decision_intent(
+            await ledger.actions.record_decision_intent(
                 Decision(
                     action_id=a.action_id,
                     decision="approve",
@@ -489,7 +493,7 @@ async def test_after_a_restart_past_the_deadline_only_earlier_votes_count(stack:
 
     async def recorded() -> bool:
         async with stack.ledger() as ledger:
-            return len(await ledger.votes(a.action_id)) == 1
+            return len(await ledger.actions.votes(a.action_id)) == 1
 
     await eventually(recorded, what="alice's vote recorded")
     await first.kill()
@@ -502,7 +506,7 @@ async def test_after_a_restart_past_the_deadline_only_earlier_votes_count(stack:
     d = await decision(stack, a)
     assert (d.decision, d.via) == ("reject", "deadline")
     async with stack.ledger() as ledger:
-        votes = {v.username: v for v in await ledger.votes(a.action_id)}
+        votes = {v.username: v for v in await ledger.actions.votes(a.action_id)}
     assert votes["alice"].first_seen_at < deadline < votes["bob"].first_seen_at
     assert stack.awx.launches(SCRIPTED) == 0
     assert message(stack, record).content == "⏰ Deadline passed with no decision: will not run"
@@ -550,7 +554,7 @@ async def test_every_page_of_reactions_is_read(stack: Stack) -> None:
     assert completed(state)
     assert (await decision(stack, a)).decider == "alice"
     async with stack.ledger() as ledger:
-        assert len(await ledger.votes(a.action_id)) == 121
+        assert len(await ledger.actions.votes(a.action_id)) == 121
     pages = stack.discord.received("GET", r"/api/v10/channels/.*/reactions/%E2%9C%85")
     assert any(p.arg("after") for p in pages)
 
@@ -598,7 +602,7 @@ async def test_the_flow_runs_for_a_bounded_time_and_returns(stack: Stack) -> Non
     report = await state.result()
     assert 2 <= report.polls <= 4 and report.errors == 0
     async with stack.ledger() as ledger:
-        assert await ledger.last_heartbeat("listener") is not None
+        assert await ledger.operations.last_heartbeat("listener") is not None
 
 
 def _command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -673,7 +677,7 @@ async def test_listener_reconciles_a_dead_action_run(stack: Stack) -> None:
 
     async def expired() -> bool:
         async with stack.ledger() as ledger:
-            record = await ledger.get_action(action.action_id)
+            record = await ledger.actions.get_action(action.action_id)
         return record.status.value == "expired"
 
     async with listener(stack):

@@ -128,9 +128,9 @@ async def test_kill_switch_stops_a_launch_already_approved(
     # another job holds web-02's launch slot, so the approved action waits just before launching
     blocker = proposal("web-02", "cron.service")
     async with stack.ledger() as ledger:
-        await ledger.record_actions([blocker], now=datetime.now(UTC))
+        await ledger.actions.record_actions([blocker], now=datetime.now(UTC))
         assert (
-            await ledger.claim_launch(
+            await ledger.jobs.claim_launch(
                 action_id=blocker.action_id,
                 host="web-02",
                 runner="awx",
@@ -159,7 +159,7 @@ async def test_kill_switch_stops_a_launch_already_approved(
         )
         await kill_switch(True)  # approved, not launched yet: now the switch goes on
         async with stack.ledger() as ledger:
-            await ledger.record_job_state(
+            await ledger.jobs.record_job_state(
                 blocker.action_id, state="successful", finished=True, now=datetime.now(UTC)
             )
         report = await asyncio.wait_for(cycle, timeout=120)
@@ -167,7 +167,7 @@ async def test_kill_switch_stops_a_launch_already_approved(
     assert action.dispatched
     assert launches(stack) == []  # the runners never received a launch
     async with stack.ledger() as ledger:
-        record = await ledger.get_action(action.action_id)
+        record = await ledger.actions.get_action(action.action_id)
     assert record.decision.decision == "approve" and record.decision.decider == "alice"
     assert record.status is ActionStatus.NOT_RUN
     assert record.job.state == "not_launched" and record.job.job_id is None
@@ -194,7 +194,7 @@ async def test_pending_approvals_are_answered_paused_by_operator(
         report = await asyncio.wait_for(cycle, timeout=120)
     [action] = report.actions
     async with stack.ledger() as ledger:
-        record = await ledger.get_action(action.action_id)
+        record = await ledger.actions.get_action(action.action_id)
     decision = record.decision
     assert (decision.decision, decision.via, decision.comment) == (
         "reject",
@@ -300,7 +300,7 @@ async def test_maintenance_window_reports_issues_without_actions_and_metrics_say
 async def test_dead_mans_switch_for_the_cycle_fires_once_and_clears_once(stack: Stack) -> None:
     now = datetime.now(UTC)
     async with stack.ledger() as ledger:  # the last cycle completed 200 s ago, every 15 min
-        await ledger.heartbeat(
+        await ledger.operations.heartbeat(
             "cycle",
             now=now - timedelta(seconds=200),
             detail=heartbeat_detail(1800),
@@ -324,25 +324,25 @@ async def test_dead_mans_switch_for_the_cycle_fires_once_and_clears_once(stack: 
     assert report.outcome is CycleOutcome.NO_ISSUES
     assert not (await remediation_watchdog(blocks=stack.names, cycle_interval_seconds=60))["cycle"]
     async with stack.ledger() as ledger:
-        assert (await ledger.alert_state("dead-mans-switch-cycle"))[0] is False
+        assert (await ledger.operations.alert_state("dead-mans-switch-cycle"))[0] is False
     assert count(stack, CYCLE_SILENT) == 1 and count(stack, CYCLE_BACK) == 1
 
 
 async def _beat_after(stack: Stack, component: str, after: datetime) -> bool:
     async with stack.ledger() as ledger:
-        beat = await ledger.last_heartbeat(component)
+        beat = await ledger.operations.last_heartbeat(component)
     return beat is not None and beat > after
 
 
 async def test_dead_mans_switch_for_the_listener_only_while_approvals_wait(stack: Stack) -> None:
     now = datetime.now(UTC)
     async with stack.ledger() as ledger:
-        await ledger.heartbeat("listener", now=now - timedelta(seconds=300))
+        await ledger.operations.heartbeat("listener", now=now - timedelta(seconds=300))
     assert (await remediation_watchdog(blocks=stack.names))["listener"] is False  # none wait
     pending = proposal("web-04", "nginx.service")
     async with stack.ledger() as ledger:
-        await ledger.record_actions([pending], now=now)
-        await ledger.record_approval_request(
+        await ledger.actions.record_actions([pending], now=now)
+        await ledger.actions.record_approval_request(
             ApprovalRequest(
                 action_id=pending.action_id,
                 channel_id=CHANNEL_ID,
@@ -439,8 +439,8 @@ async def test_prune_ledger_flow_never_cuts_into_the_attempt_window(stack: Stack
     now = datetime.now(UTC)
     async with stack.ledger() as ledger:
         for age in (timedelta(days=40), timedelta(hours=12)):
-            await ledger.record_audit("note", {}, now=now - age)
-            await ledger.record_attempt(
+            await ledger.operations.record_audit("note", {}, now=now - age)
+            await ledger.episodes.record_attempt(
                 action_id=f"act-{age.total_seconds():.0f}",
                 fingerprints=[FP],
                 host="web-02",
@@ -454,7 +454,7 @@ async def test_prune_ledger_flow_never_cuts_into_the_attempt_window(stack: Stack
     deleted = await prune_ledger(older_than_days=0.25, policy=FAST_POLICY, blocks=stack.names)
     assert (deleted["audit"], deleted["attempts"]) == (1, 1)
     async with stack.ledger() as ledger:
-        [kept] = (await ledger.attempt_history([FP], since=now - timedelta(days=365)))[FP]
+        [kept] = (await ledger.episodes.attempt_history([FP], since=now - timedelta(days=365)))[FP]
     assert abs((kept.at - (now - timedelta(hours=12))).total_seconds()) < 0.01
     async with get_client() as client:
         [artifact] = await client.read_artifacts(

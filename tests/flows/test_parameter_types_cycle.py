@@ -94,7 +94,7 @@ async def test_integer_parameters_reach_discord_in_the_summary_and_the_approval_
         assert request.content == "❌ Rejected by alice"
     for host, rec in recs.items():  # the ledger's audit keeps each value with its type
         async with stack.ledger() as ledger:
-            trail = await ledger.audit_trail(action_id=rec.proposal.action_id)
+            trail = await ledger.operations.audit_trail(action_id=rec.proposal.action_id)
         [asked] = [e["detail"] for e in trail if e["event"] == "approval_requested"]
         assert asked["parameters"] == scale(host, hosts[host])["parameters"]
         assert type(asked["parameters"]["workers"]) is int

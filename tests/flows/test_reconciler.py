@@ -222,13 +222,13 @@ async def test_an_action_whose_runs_keep_dying_is_reported_once_and_not_continue
     await approve(stack, action)
     now = datetime.now(UTC)
     async with stack.ledger() as ledger:
-        await ledger.claim_launch(
+        await ledger.jobs.claim_launch(
             action_id=action.action_id, host="web-02", runner="awx", template="30",
             marker=action.action_id, max_running=5, now=now,
         )  # fmt: skip
-        await ledger.record_job_launched(action.action_id, job_id="77", job_url=None, now=now)
+        await ledger.jobs.record_job_launched(action.action_id, job_id="77", job_url=None, now=now)
         for n in range(MAX_CONTINUATIONS):
-            await ledger.record_continuation(
+            await ledger.jobs.record_continuation(
                 action.action_id, dead_run_id=f"run-{n}", detail={}, now=now
             )
     async with get_client() as client:  # its last run, crashed as a runner records it
@@ -256,35 +256,37 @@ async def test_the_take_over_of_a_dead_action_lands_once_on_either_database(
     action = scripted(cycle="c-ledger")
     t0 = datetime.now(UTC)
     async with Ledger(any_ledger_url) as ledger:
-        await ledger.record_actions([action], now=t0)
-        await ledger.action_heartbeat(action.action_id, run_id="run-1", now=t0)
-        await ledger.claim_launch(
+        await ledger.actions.record_actions([action], now=t0)
+        await ledger.jobs.action_heartbeat(action.action_id, run_id="run-1", now=t0)
+        await ledger.jobs.claim_launch(
             action_id=action.action_id, host="web-02", runner="awx", template="30",
             marker=action.action_id, max_running=5, now=t0,
         )  # fmt: skip
-        view = (await ledger.action_liveness([action.action_id, "act-unknown"]))[action.action_id]
+        view = (await ledger.jobs.action_liveness([action.action_id, "act-unknown"]))[
+            action.action_id
+        ]
         assert (view.heartbeat_at, view.heartbeat_by) == (t0, "run-1")
         assert view.launch_intent and view.job_id is None and view.decision is None
         # Fresh, and not written by a dead run: nobody takes it.
-        assert not await ledger.claim_dead_action(
+        assert not await ledger.jobs.claim_dead_action(
             action.action_id, stale_before=t0 - timedelta(seconds=5), dead_runs=["run-0"],
             claimant="r", now=t0,
         )  # fmt: skip
 
     async def claim(n: int) -> bool:  # ten reconcilers, each with its own connection
         async with Ledger(any_ledger_url) as own:
-            return await own.claim_dead_action(
+            return await own.jobs.claim_dead_action(
                 action.action_id, stale_before=t0 + timedelta(seconds=1), dead_runs=[],
                 claimant=f"reconciler-{n}", now=t0 + timedelta(seconds=2),
             )  # fmt: skip
 
     assert sorted(await asyncio.gather(*(claim(n) for n in range(10)))) == [False] * 9 + [True]
     async with Ledger(any_ledger_url) as ledger:
-        view = (await ledger.action_liveness([action.action_id]))[action.action_id]
+        view = (await ledger.jobs.action_liveness([action.action_id]))[action.action_id]
         assert view.heartbeat_by is not None and view.heartbeat_by.startswith("reconciler-")
         # A heartbeat written by a run known to have crashed is claimable at once.
-        await ledger.action_heartbeat(action.action_id, run_id="run-2", now=t0)
-        assert await ledger.claim_dead_action(
+        await ledger.jobs.action_heartbeat(action.action_id, run_id="run-2", now=t0)
+        assert await ledger.jobs.claim_dead_action(
             action.action_id, stale_before=t0 - timedelta(minutes=1), dead_runs=["run-2"],
             claimant="r", now=t0,
         )  # fmt: skip

@@ -151,7 +151,7 @@ async def test_a_reconciler_killed_between_claim_and_create_is_taken_over_prompt
         assert outcome.dead_run_id == str(dead.id) and outcome.new_run_id is not None
         # A second claimer creating it too (the first one merely slow) gets the same run
         # back from Prefect, and announces nothing more.
-        view = (await conns.ledger.action_liveness([first.action_id]))[first.action_id]
+        view = (await conns.ledger.jobs.action_liveness([first.action_id]))[first.action_id]
         again = await reconciler.continue_action(
             view, action_run(await client.read_flow_run(dead.id)), datetime.now(UTC)
         )
@@ -252,23 +252,23 @@ async def test_a_dead_claim_is_taken_again_after_its_window_and_continuations_re
     s = timedelta(seconds=1)
 
     async def claim(ledger: Ledger, at: datetime, who: str) -> bool:
-        return await ledger.claim_dead_action(
+        return await ledger.jobs.claim_dead_action(
             action.action_id, stale_before=at - 90 * s, dead_runs=["run-0"], claimant=who,
             now=at, reclaim_prefix="reconciler:", reclaim_before=at - 20 * s,
         )  # fmt: skip
 
     async with Ledger(any_ledger_url) as ledger:
-        await ledger.record_actions([action], now=t0)
-        await ledger.action_heartbeat(action.action_id, run_id="run-0", now=t0)
+        await ledger.actions.record_actions([action], now=t0)
+        await ledger.jobs.action_heartbeat(action.action_id, run_id="run-0", now=t0)
         assert await claim(ledger, t0, "reconciler:a")  # written by a run known dead
         assert not await claim(ledger, t0 + 19 * s, "reconciler:b")  # the claim is young
         assert await claim(ledger, t0 + 21 * s, "reconciler:c")  # its fresh run never came
-        await ledger.action_heartbeat(action.action_id, run_id="run-1", now=t0 + 22 * s)
+        await ledger.jobs.action_heartbeat(action.action_id, run_id="run-1", now=t0 + 22 * s)
         assert not await claim(ledger, t0 + 60 * s, "reconciler:d")  # a live run's beat
 
     async def record_once(n: int) -> bool:  # ten reconcilers, each with its own connection
         async with Ledger(any_ledger_url) as own:
-            return await own.record_continuation(
+            return await own.jobs.record_continuation(
                 action.action_id, dead_run_id="run-0", detail={"via": f"r{n}"}, now=t0
             )
 
@@ -276,10 +276,10 @@ async def test_a_dead_claim_is_taken_again_after_its_window_and_continuations_re
         True
     ]
     async with Ledger(any_ledger_url) as ledger:
-        assert await ledger.record_continuation(
+        assert await ledger.jobs.record_continuation(
             action.action_id, dead_run_id="run-1", detail={}, now=t0
         )
-        rows = [e for e in await ledger.audit_trail(action_id=action.action_id)]
+        rows = [e for e in await ledger.operations.audit_trail(action_id=action.action_id)]
     assert [e["detail"]["dead_run_id"] for e in rows if e["event"] == "reconcile_continued"] == [
         "run-0",
         "run-1",

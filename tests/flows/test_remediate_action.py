@@ -67,7 +67,7 @@ async def test_approval_message_for_each_risk(
         "❌",
     }
     async with stack.ledger() as ledger:
-        record = await ledger.get_action(action.action_id)
+        record = await ledger.actions.get_action(action.action_id)
     assert record.status is ActionStatus.AWAITING_APPROVAL
     assert record.request.message_id == message.id
     assert record.request.policy_hash == action.policy_hash
@@ -89,8 +89,8 @@ async def test_ui_reject_ends_cleanly_and_nothing_launches(stack: Stack) -> None
     assert stack.awx.launches(30) == 0
     assert any(t.startswith("❌ Rejected: noop_fix on web-02") for t in titles(stack))
     async with stack.ledger() as ledger:
-        record = await ledger.get_action(action.action_id)
-        trail = await ledger.audit_trail(action_id=action.action_id)
+        record = await ledger.actions.get_action(action.action_id)
+        trail = await ledger.operations.audit_trail(action_id=action.action_id)
     assert record.decision.via == "ui" and record.decision.decider == "Prefect UI"
     assert record.decision.comment == "not now" and record.status is ActionStatus.REJECTED
     assert [e["event"] for e in trail] == ["approval_requested", "decision"]
@@ -106,7 +106,7 @@ async def test_ui_approve_honoured_for_medium(stack: Stack) -> None:
     assert state.is_completed()
     assert stack.awx.launches(30) == 1
     async with stack.ledger() as ledger:
-        record = await ledger.get_action(action.action_id)
+        record = await ledger.actions.get_action(action.action_id)
     assert (record.decision.via, record.decision.decision) == ("ui", "approve")
 
 
@@ -122,8 +122,8 @@ async def test_ui_approve_refused_and_regated_for_high(stack: Stack) -> None:
     assert any(t.startswith("🔒 Still gated: noop_fix on web-02") for t in titles(stack))
     assert stack.awx.launches(30) == 0
     async with stack.ledger() as ledger:
-        record = await ledger.get_action(action.action_id)
-        trail = await ledger.audit_trail(action_id=action.action_id)
+        record = await ledger.actions.get_action(action.action_id)
+        trail = await ledger.operations.audit_trail(action_id=action.action_id)
     assert record.decision is None
     assert "ui_approve_refused" in [e["event"] for e in trail]
     assert await resume(again.id, "reject") == "ACCEPT"  # a UI reject is always honoured
@@ -159,7 +159,7 @@ async def test_pause_timeout_runs_nothing_and_says_so(stack: Stack) -> None:
     assert stack.awx.launches(30) == 0
     assert any(t.startswith("⏱️ Expired: noop_fix on web-02 did not run") for t in titles(stack))
     async with stack.ledger() as ledger:
-        record = await ledger.get_action(action.action_id)
+        record = await ledger.actions.get_action(action.action_id)
     assert record.status is ActionStatus.EXPIRED
 
 
@@ -178,7 +178,7 @@ async def test_restarted_run_neither_reposts_nor_reasks(stack: Stack) -> None:
     assert repaused.id != paused.id
     assert len(approval_messages(stack)) == 1  # not re-posted
     async with stack.ledger() as ledger:
-        record = await ledger.get_action(action.action_id)
+        record = await ledger.actions.get_action(action.action_id)
     assert str(record.request.flow_run_id) == str(repaused.id)
     assert await resume(repaused.id, "approve") == "ACCEPT"
     assert (await asyncio.wait_for(second, 90)).is_completed()

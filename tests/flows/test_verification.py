@@ -115,12 +115,12 @@ def result(stack: Stack, prefix: str) -> tuple[dict[str, Any], dict[str, str]]:
 
 async def attempts(stack: Stack, *fps: str) -> list[Any]:
     async with stack.ledger() as ledger:
-        return await ledger.attempt_details(fps, since=EPOCH)
+        return await ledger.episodes.attempt_details(fps, since=EPOCH)
 
 
 async def open_episodes(stack: Stack) -> dict[str, dict[str, Any]]:
     async with stack.ledger() as ledger:
-        return {e["fingerprint"]: e for e in await ledger.open_episodes()}
+        return {e["fingerprint"]: e for e in await ledger.episodes.open_episodes()}
 
 
 async def artifact(key: str, flow_run_id: str) -> str:
@@ -197,7 +197,7 @@ async def test_effective_and_ineffective_results_summary_and_then_a_relapse(stac
     assert all(a.dispatched for a in report.actions) and len(runs) == 2
     assert stack.awx.launches(RESTART_UNIT) == 2
     async with stack.ledger() as ledger:
-        rec = {a.host: await ledger.get_action(a.action_id) for a in report.actions}
+        rec = {a.host: await ledger.actions.get_action(a.action_id) for a in report.actions}
 
     # the results in Discord: one structured embed per action, coloured by verdict
     good, fields = result(stack, "✅ EFFECTIVE: restart_unit on web-02")
@@ -518,9 +518,11 @@ async def test_a_cycle_that_ended_first_is_summed_up_by_its_last_action(stack: S
         action = vetted(cycle_id)
         now = datetime.now(UTC)
         async with stack.ledger() as ledger:
-            await ledger.record_cycle_start(cycle_id, flow_run_id=cycle_id, now=now)
-            await ledger.record_actions([action], now=now)
-            await ledger.record_cycle_end(cycle_id, actions_dispatched=1, report={}, now=now)
+            await ledger.operations.record_cycle_start(cycle_id, flow_run_id=cycle_id, now=now)
+            await ledger.actions.record_actions([action], now=now)
+            await ledger.operations.record_cycle_end(
+                cycle_id, actions_dispatched=1, report={}, now=now
+            )
         return cycle_id, action
 
     cycle_id, action = await cycle_that_dispatched_one_action()

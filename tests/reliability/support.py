@@ -87,15 +87,17 @@ async def seed_reported_episode(stack: Stack, issue: Issue) -> None:
     """An open episode reported by an earlier cycle (as if the unit had failed before)."""
     now = datetime.now(UTC)
     async with stack.ledger() as ledger:
-        await ledger.claim_issues(
+        await ledger.episodes.claim_issues(
             [issue], cycle_id="earlier-cycle", now=now, ttl=timedelta(hours=6)
         )
-        await ledger.confirm_reported([issue.fingerprint], cycle_id="earlier-cycle", now=now)
+        await ledger.episodes.confirm_reported(
+            [issue.fingerprint], cycle_id="earlier-cycle", now=now
+        )
 
 
 async def open_fingerprints(stack: Stack) -> list[str]:
     async with stack.ledger() as ledger:
-        return sorted(e["fingerprint"] for e in await ledger.open_episodes())
+        return sorted(e["fingerprint"] for e in await ledger.episodes.open_episodes())
 
 
 async def fresh_stack(

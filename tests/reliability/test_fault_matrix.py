@@ -546,8 +546,8 @@ async def test_discord_faults_while_approving(stack: Stack) -> None:
     assert "deleted" in text(rejected)
     assert stack.awx.launches(30) == 1  # only the approved one ran, once
     async with stack.ledger() as ledger:
-        faulty_record = await ledger.get_action(faulty.action_id)
-        deleted_record = await ledger.get_action(deleted.action_id)
+        faulty_record = await ledger.actions.get_action(faulty.action_id)
+        deleted_record = await ledger.actions.get_action(deleted.action_id)
     assert faulty_record.decision.decider == "alice" and faulty_record.job.state == "successful"
     assert (deleted_record.decision.via, deleted_record.decision.decision) == (
         "deadline", "reject")  # fmt: skip
@@ -655,8 +655,8 @@ async def _run_job_cases(stack: Stack) -> dict[str, JobEvidence]:
         out = {}
         for (name, action), state in zip(actions.items(), states, strict=True):
             async with stack.ledger() as ledger:
-                record = await ledger.get_action(action.action_id)
-                trail = await ledger.audit_trail(action_id=action.action_id)
+                record = await ledger.actions.get_action(action.action_id)
+                trail = await ledger.operations.audit_trail(action_id=action.action_id)
             mine = [m for m in stack.discord.messages(CHANNEL_ID) if f"on {action.host}" in text(m)
                     or action.action_id in text(m)]  # fmt: skip
             server = servers[name]
@@ -809,7 +809,7 @@ RESULT = re.compile(r"(✅|❌|❔) [A-Z]+: noop_fix on ")  # verification settl
 
 async def _job_id(stack: Stack, action: ProposedAction) -> str | None:
     async with stack.ledger() as ledger:
-        record = await ledger.get_action(action.action_id)
+        record = await ledger.actions.get_action(action.action_id)
     return record.job.job_id if record and record.job else None
 
 
@@ -828,7 +828,7 @@ async def test_a_ledger_locked_mid_action_is_waited_out(stack: Stack) -> None:
     assert state.is_completed() and (await state.aresult()).status == "finished"
     assert stack.awx.launches(30) == 1
     async with stack.ledger() as ledger:
-        record = await ledger.get_action(action.action_id)
+        record = await ledger.actions.get_action(action.action_id)
     assert record.status is ActionStatus.FINISHED and record.job.state == "successful"
 
 
@@ -844,8 +844,8 @@ async def test_a_ledger_down_mid_action_fails_the_run_and_the_reconciler_polls_i
     action = proposal(SCRIPTED_POLICY, cycle_id="c-ledger-down")
     async with Ledger(postgres_url) as ledger:
         now = datetime.now(UTC)
-        await ledger.record_actions([action], now=now)
-        await ledger.record_applied_decision(Decision(
+        await ledger.actions.record_actions([action], now=now)
+        await ledger.actions.record_applied_decision(Decision(
             action_id=action.action_id, decision="approve", decider="alice", via="discord",
             intended_at=now, applied_at=now))  # fmt: skip
     run = asyncio.create_task(remediate_action(
@@ -854,7 +854,7 @@ async def test_a_ledger_down_mid_action_fails_the_run_and_the_reconciler_polls_i
 
     async def job_id() -> str | None:
         async with Ledger(postgres_url) as ledger:
-            record = await ledger.get_action(action.action_id)
+            record = await ledger.actions.get_action(action.action_id)
         return record.job.job_id if record and record.job else None
 
     job = await eventually(job_id, what="the job id")
@@ -878,8 +878,10 @@ async def test_a_ledger_down_mid_action_fails_the_run_and_the_reconciler_polls_i
     assert continued == [action.action_id]
     assert stack.awx.launches(30) == 1  # the recorded job was polled, never relaunched
     async with Ledger(postgres_url) as ledger:
-        record = await ledger.get_action(action.action_id)
-        events = [e["event"] for e in await ledger.audit_trail(action_id=action.action_id)]
+        record = await ledger.actions.get_action(action.action_id)
+        events = [
+            e["event"] for e in await ledger.operations.audit_trail(action_id=action.action_id)
+        ]
     assert record.status is ActionStatus.FINISHED
     assert (record.job.job_id, record.job.state) == (job, "successful")
     assert events.count("reconcile_continued") == 1

@@ -64,7 +64,7 @@ async def _state(run_id: Any) -> StateType | None:
 
 async def _record(stack: Stack, action_id: str) -> Any:
     async with stack.ledger() as ledger:
-        return await ledger.get_action(action_id)
+        return await ledger.actions.get_action(action_id)
 
 
 async def _reconcile(stack: Stack) -> list[str]:
@@ -130,7 +130,7 @@ async def test_worker_restarts_expire_a_dead_approval_and_continue_a_dead_poll(
 
         async def stale() -> bool:  # what the reconciler reads
             async with stack.ledger() as ledger:
-                view = (await ledger.action_liveness([polling.action_id]))[polling.action_id]
+                view = (await ledger.jobs.action_liveness([polling.action_id]))[polling.action_id]
             return datetime.now(UTC) - view.heartbeat_at > STALE + timedelta(seconds=0.5)
 
         await eventually(stale, timeout=30, what="a stale heartbeat")

@@ -61,7 +61,7 @@ async def _resume(run_id: Any, run_input: dict[str, Any]) -> tuple[str, str]:
 
 async def _votes(stack: Stack, action_id: str) -> dict[str, Any]:
     async with stack.ledger() as ledger:
-        return {v.username: v for v in await ledger.votes(action_id)}
+        return {v.username: v for v in await ledger.actions.votes(action_id)}
 
 
 async def test_no_spoofed_or_late_approval_runs_anything(stack: Stack) -> None:
@@ -84,8 +84,8 @@ async def test_no_spoofed_or_late_approval_runs_anything(stack: Stack) -> None:
         [low_run] = await eventually(lambda: paused_runs(low.action_id), what="low paused")
         [high_run] = await eventually(lambda: paused_runs(high.action_id), what="high paused")
         async with stack.ledger() as ledger:
-            low_req = (await ledger.get_action(low.action_id)).request
-            high_req = (await ledger.get_action(high.action_id)).request
+            low_req = (await ledger.actions.get_action(low.action_id)).request
+            high_req = (await ledger.actions.get_action(high.action_id)).request
 
         # Before any listener reads it: an approver's ✅ added, then removed.
         stack.discord.react(CHANNEL_ID, low_req.message_id, "✅", "alice")
@@ -126,7 +126,7 @@ async def test_no_spoofed_or_late_approval_runs_anything(stack: Stack) -> None:
         await eventually(lambda: len(polls) >= after, what="two more polls")  # nothing comes
         for a in (low, high):
             async with stack.ledger() as ledger:
-                assert (await ledger.get_action(a.action_id)).decision is None
+                assert (await ledger.actions.get_action(a.action_id)).decision is None
         stop[0] = True
         await asyncio.wait_for(listener, 30)
 
@@ -150,7 +150,7 @@ async def test_no_spoofed_or_late_approval_runs_anything(stack: Stack) -> None:
     assert stack.awx.received("POST") == []  # nothing launched, ever
     async with stack.ledger() as ledger:
         for a in (low, high):
-            d = (await ledger.get_action(a.action_id)).decision
+            d = (await ledger.actions.get_action(a.action_id)).decision
             assert (d.decision, d.via, d.decider) == ("reject", "deadline", "deadline default")
     for req in (low_req, high_req):
         message = stack.discord.message(CHANNEL_ID, req.message_id)
