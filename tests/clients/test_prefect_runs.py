@@ -15,6 +15,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prefect import flow
 from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.input.run_input import keyset_from_base_key
 from prefect.states import Cancelled, Paused, Running
@@ -74,9 +82,26 @@ async def many(prefect_harness: str) -> AsyncIterator[list[FlowRun]]:
 
 
 @pytest.fixture
-async def runs(prefect_harness: str) -> AsyncIterator[PrefectRuns]:
+async def runs(prefect_harness: str, many: list[FlowRun]) -> AsyncIterator[PrefectRuns]:
+    """The client under test. The server is shared by the session: every `remediate-action`
+    run a test creates and leaves paused or running is cancelled afterwards, so no other
+    test (a listener, a reconciler, a count of paused runs) ever sees it. (After `many`,
+    which is cancelled with its module.)"""
+    since = datetime.now(UTC)
     async with PrefectRuns.open() as opened:
         yield opened
+    async with get_client() as client:
+        left = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["remediate-action"])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.PAUSED, StateType.RUNNING])
+                ),
+                expected_start_time=FlowRunFilterExpectedStartTime(after_=since),
+            ),
+        )
+        for run in left:
+            await client.set_flow_run_state(run.id, Cancelled(), force=True)
 
 
 async def test_all_paused_action_runs_are_found_beyond_one_page(
