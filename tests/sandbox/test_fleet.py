@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clients.prometheus import PrometheusClient
+from core.checks import CHECKS
 from sandbox.fleet import Fleet
 from sandbox.fleet_state import GiB, HostState
 from sandbox.http import Response, SandboxServer
@@ -121,6 +122,14 @@ def test_exposition_has_exporter_names_types_and_labels(lone: Fleet) -> None:
         "proportionalSwapped",
     }
     assert "instance" not in lone.metrics("a")
+
+
+def test_a_simulated_host_exports_every_metric_a_registered_check_reads(lone: Fleet) -> None:
+    exported = {
+        s.name for f in text_string_to_metric_families(lone.metrics("a")) for s in f.samples
+    }
+    read = {metric: spec.name for spec in CHECKS for metric in spec.metrics}
+    assert {m: c for m, c in read.items() if m not in exported} == {}
 
 
 def test_gauges_follow_state(lone: Fleet) -> None:
