@@ -213,6 +213,22 @@ CHECKS: tuple[CheckSpec, ...] = (
         subject_label="groupname",
         unit="bytes",
     ),
+    # node_exporter's timex collector. 1 when the kernel says the clock is unsynchronised
+    # (the daemon died, or lost its sources) or it is more than 50 ms off (node-mixin's
+    # skew limit: TLS, Kerberos and log order start to suffer) — each signal alone misses
+    # a case. Five minutes ride out a daemon that is still settling after a (re)start.
+    CheckSpec(
+        name="clock_sync",
+        kind=CheckKind.GAUGE,
+        query=(
+            "clamp_max((1 - node_timex_sync_status) "
+            "+ (abs(node_timex_offset_seconds) > bool 0.05), 1)"
+        ),
+        metrics=("node_timex_sync_status", "node_timex_offset_seconds"),
+        title="Clock out of sync (unsynchronised or offset > 50 ms)",
+        summary=SummaryStyle.TITLE,
+        rule=DefaultRule(operator="==", threshold=1, severity=Severity.WARNING, duration="5m"),
+    ),
 )
 
 SPECS: dict[str, CheckSpec] = {spec.name: spec for spec in CHECKS}

@@ -18,9 +18,10 @@ from core.checks import (
 from core.models import CheckName, Severity
 
 
-def test_default_queries_cover_eight_checks_and_host_down() -> None:
+def test_default_queries_cover_nine_checks_and_host_down() -> None:
     q = build_queries(DetectionSettings())
     assert set(q) == {
+        "clock_sync",
         "cpu",
         "memory",
         "disk",
