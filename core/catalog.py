@@ -290,4 +290,20 @@ DEFAULT_CATALOG: tuple[CatalogEntry, ...] = (
         ],
         targets=TargetScope(host_regex=r"db-.*"),
     ),
+    CatalogEntry(
+        key="restart_time_sync",
+        runner=Runner.AWX,
+        template_id=16,
+        description="Restart the host's time-synchronisation daemon so that it steps the "
+        "clock back in sync.",
+        parameters={
+            "unit": ParamSpec(
+                description="the host's time-sync unit",
+                enum=["systemd-timesyncd.service", "chrony.service"],
+            )
+        },
+        min_risk=Risk.LOW,
+        addresses=[CheckName.CLOCK_SYNC],
+        max_job_seconds=300,
+    ),
 )

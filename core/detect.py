@@ -7,7 +7,14 @@ from datetime import datetime
 
 from pydantic import Field
 
-from core.checks import CONTEXT_CHECKS, SUBJECT_LABEL, UNITS, DetectionSettings, ThresholdRule
+from core.checks import (
+    CHECKS,
+    CONTEXT_CHECKS,
+    CheckKind,
+    DetectionSettings,
+    ThresholdRule,
+    spec_of,
+)
 from core.models import CheckName, Frozen, Issue
 from core.wire import Sample
 
@@ -19,15 +26,8 @@ COMPARE = {
     "==": lambda v, t: v == t,
 }
 
-_TITLES = {
-    "cpu": "CPU used",
-    "memory": "Memory available",
-    "disk": "Disk used",
-    "io_pressure": "I/O pressure",
-    "failed_unit": "Unit failed",
-    "inactive_unit": "Critical unit inactive",
-    "host_down": "Host down (scrape target up == 0)",
-}
+# Checks whose answer says which hosts are up: only they speak for a down host.
+AVAILABILITY_CHECKS = frozenset(s.name for s in CHECKS if s.kind is CheckKind.AVAILABILITY)
 
 
 class CheckAnswer(Frozen):
@@ -77,25 +77,13 @@ def host_name(labels: dict[str, str], settings: DetectionSettings) -> str | None
 
 
 def _subject(check: str, labels: dict[str, str]) -> str:
-    label = SUBJECT_LABEL.get(check)
+    label = spec_of(check).subject_label
     if label is None:
         return "-"
     value = labels.get(label)
     if not value:
         raise MalformedAnswer(f"check {check!r}: a series lacks the {label!r} label")
     return value
-
-
-def _summary(check: CheckName, rule: ThresholdRule, value: float, subject: str) -> str:
-    title = _TITLES[check.value]
-    if check in (CheckName.FAILED_UNIT, CheckName.INACTIVE_UNIT):
-        return f"{title}: {subject}"
-    if check is CheckName.HOST_DOWN:
-        return title
-    where = f" on {subject}" if subject != "-" else ""
-    sustained = f" for {rule.duration}" if rule.duration else ""
-    unit = UNITS[check.value].split(" ")[0]
-    return f"{title}{where} {value:.1f}{unit} ({rule.operator} {rule.threshold:g}{sustained})"
 
 
 def _issues_from(
@@ -106,6 +94,7 @@ def _issues_from(
     now: datetime,
 ) -> list[Issue]:
     issues = []
+    spec = spec_of(check)
     compare = COMPARE[rule.operator]
     for s in samples:
         host = host_name(s.labels, settings)
@@ -127,10 +116,12 @@ def _issues_from(
                 value=s.value,
                 threshold=rule.threshold,
                 operator=rule.operator,
-                unit=UNITS[check.value],
+                unit=spec.unit,
                 labels=dict(sorted(s.labels.items())),
                 observed_at=now,
-                summary=_summary(check, rule, s.value, subject),
+                summary=spec.summary_line(
+                    subject, s.value, rule.operator, rule.threshold, rule.duration
+                ),
             )
         )
     return issues
@@ -173,7 +164,7 @@ def evaluate(
                 if rule is None:
                     continue
                 found = _issues_from(check, rule, answer.samples, settings, now)
-                if check is CheckName.HOST_DOWN:
+                if check.value in AVAILABILITY_CHECKS:
                     down = {i.host for i in found}
                     hosts_down |= down
                     hosts_up |= {
@@ -186,10 +177,10 @@ def evaluate(
         except MalformedAnswer as exc:
             errors[name] = str(exc)
 
-    if CheckName.HOST_DOWN.value not in ok:
+    if not ok >= AVAILABILITY_CHECKS:
         hosts_up = set()  # unknown: a down host must never clear anything
     # A down host's other series vanish; issues on it come only from host_down.
-    issues = [i for i in issues if i.host not in hosts_down or i.check is CheckName.HOST_DOWN]
+    issues = [i for i in issues if i.host not in hosts_down or i.check.value in AVAILABILITY_CHECKS]
     issues.sort(key=lambda i: (-i.severity.rank, i.host, i.check.value, i.subject))
     return Detection(
         issues=issues,

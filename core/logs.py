@@ -1,8 +1,9 @@
 """Loki enrichment: which LogQL to ask, and how the answer becomes prompt context.
 
-Only failed/inactive-unit issues get logs (as in the seed chart): one query per affected
-host and its units. The context keeps the newest 20 entries per stream, redacts secrets
-before anything else sees a line, and is cut at 3,000 characters with a visible marker.
+Only issues of checks whose spec says `logs` get logs (the failed/inactive-unit checks,
+as in the seed chart): one query per affected host and its units. The context keeps the
+newest 20 entries per stream, redacts secrets before anything else sees a line, and is
+cut at 3,000 characters with a visible marker.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from core.checks import LABEL_NAME
+from core.checks import CHECKS, LABEL_NAME
 from core.models import CheckName, Frozen, Issue
 from core.redact import redact
 from core.wire import LogStream
 
-UNIT_CHECKS = (CheckName.FAILED_UNIT, CheckName.INACTIVE_UNIT)
+# The checks whose subject is a unit whose logs are read (prompt and verification).
+UNIT_CHECKS = tuple(CheckName(s.name) for s in CHECKS if s.logs)
 
 
 class LogSettings(Frozen):

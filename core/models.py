@@ -1,4 +1,8 @@
-"""Domain models shared by every stage (pydantic, frozen, timezone-aware datetimes)."""
+"""Domain models shared by every stage (pydantic, frozen, timezone-aware datetimes).
+
+`CheckName` is the check registry's key enum (`core.checks`); it is re-exported here with
+`Frozen` and `Severity` (`core.base`) for the modules that have always imported them here.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from core.base import Frozen, Severity
+from core.checks import CheckName
 
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+__all__ = ["CheckName", "Frozen", "Issue", "Risk", "Severity", "fingerprint", "require_aware"]
 
 
 def require_aware(value: datetime) -> datetime:
@@ -18,15 +23,6 @@ def require_aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("datetime must be timezone-aware")
     return value
-
-
-class Severity(StrEnum):
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        return 2 if self is Severity.CRITICAL else 1
 
 
 class Risk(StrEnum):
@@ -41,18 +37,6 @@ class Risk(StrEnum):
     @staticmethod
     def max(*risks: Risk) -> Risk:
         return max(risks, key=lambda r: r.rank)
-
-
-class CheckName(StrEnum):
-    """The signals that can raise issues (top processes are context, not issues)."""
-
-    CPU = "cpu"
-    MEMORY = "memory"
-    DISK = "disk"
-    IO_PRESSURE = "io_pressure"
-    FAILED_UNIT = "failed_unit"
-    INACTIVE_UNIT = "inactive_unit"
-    HOST_DOWN = "host_down"
 
 
 def fingerprint(host: str, check: str, subject: str) -> str:

@@ -1,7 +1,8 @@
 """Verification: did the job fix the issue? A deterministic re-check bounds Claude.
 
 The issue's condition is re-evaluated for its host over data that starts after the job
-ended (the window is `job end → now`, never earlier):
+ended (the window is `job end → now`, never earlier); the check's kind in the registry
+(`core.checks.CheckKind`) says how:
 
 - gauges and unit states (memory, disk, failed/inactive unit) are an instant query —
   the latest value, which is fresh because at least one successful scrape of the host
@@ -29,10 +30,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from core.checks import SUBJECT_LABEL, UNITS, DetectionSettings, base_queries, promql_string
+from core.checks import SPECS, CheckKind, DetectionSettings, base_queries, promql_string, spec_of
 from core.detect import COMPARE, host_name
 from core.fallback import degrades
-from core.models import CheckName, Frozen, Issue
+from core.models import Frozen, Issue
 from core.params import code_span, parameters_json
 from core.records import ActionRecord, Decision
 from core.render import quoted
@@ -42,7 +43,6 @@ from core.wire import ClaudeReply, Embed, EmbedField, JobState, Sample
 VERDICT_TOOL = "submit_verdict"
 Verdict = Literal["effective", "ineffective", "inconclusive"]
 VERDICTS: tuple[str, ...] = ("effective", "ineffective", "inconclusive")
-COUNTER_CHECKS = (CheckName.CPU, CheckName.IO_PRESSURE)
 MIN_RATE_SCRAPES = 2
 # Untrusted text must not open or close a section of the verification prompt.
 _SECTION = re.compile(r"(?i)<\s*/?\s*(logs|issues|catalog|context|recheck|job|output|action)\b")
@@ -73,7 +73,8 @@ def _fmt(value: float | None, unit: str, missing: str) -> str:
 
 
 def _metric_line(r: Recheck) -> str:
-    unit = UNITS.get(r.check, "")
+    spec = SPECS.get(r.check)
+    unit = spec.unit if spec else ""
     what = f"{r.check} {r.subject}".strip() if r.subject not in ("", "-") else r.check
     return (
         f"{what or r.fingerprint}: {_fmt(r.before, unit, '-')} → {_fmt(r.value, unit, 'no data')}"
@@ -110,7 +111,7 @@ def recheck_queries(issue: Issue, settings: DetectionSettings, window_s: float) 
     """
     window = window_duration(window_s)
     up_host = _host_selector(settings, issue.host)
-    if issue.check is CheckName.HOST_DOWN:
+    if spec_of(issue.check).kind is CheckKind.AVAILABILITY:
         value = up_host
     else:
         base = base_queries(settings.model_copy(update={"rate_window": window}))[issue.check.value]
@@ -135,7 +136,7 @@ def _pick(samples: Sequence[Sample], host: str, label: str | None, subject: str,
 
 def _number(samples: Sequence[Sample] | None, issue: Issue, settings: DetectionSettings,
             *, subject: bool = False) -> float | None:  # fmt: skip
-    label = SUBJECT_LABEL.get(issue.check.value) if subject else None
+    label = spec_of(issue.check).subject_label if subject else None
     s = _pick(samples or [], issue.host, label, issue.subject, settings)
     if s is None or math.isnan(s.value):
         return None
@@ -150,6 +151,7 @@ def evaluate_recheck(
 ) -> Recheck:
     """Apply the issue's rule (without its duration) to the answers of `recheck_queries`."""
     rule = settings.rule(issue.check)
+    kind = spec_of(issue.check).kind
     attempts = int(_number(samples.get("scrapes"), issue, settings) or 0)
     ok = int(_number(samples.get("scrapes_ok"), issue, settings) or 0)
     up = _number(samples.get("up"), issue, settings)
@@ -168,7 +170,7 @@ def evaluate_recheck(
         return unknown("re-check query failed: " + "; ".join(errors))
     if rule is None:
         return unknown(f"no enabled rule for {issue.check.value}")
-    if issue.check is CheckName.HOST_DOWN:
+    if kind is CheckKind.AVAILABILITY:
         base["data_points"] = attempts
         if attempts == 0 or up is None:
             return unknown("no scrape of the host was attempted since the job ended")
@@ -180,7 +182,7 @@ def evaluate_recheck(
             return unknown("the host is down now (up == 0): no fresh data")
         if ok == 0:
             return unknown("no successful scrape of the host since the job ended")
-        if issue.check in COUNTER_CHECKS and ok < MIN_RATE_SCRAPES:
+        if kind is CheckKind.COUNTER and ok < MIN_RATE_SCRAPES:
             return unknown(
                 f"only {ok} scrape since the job ended: a rate needs at least {MIN_RATE_SCRAPES}"
             )

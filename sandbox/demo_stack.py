@@ -32,6 +32,7 @@ TEMPLATES = {
     13: ("kill_process", "kill_process.yml"),
     14: ("reboot_host", "reboot_host.yml"),
     15: ("fence_database", "fence_database.yml"),
+    16: ("restart_time_sync", "restart_time_sync.yml"),
 }
 
 # Sandbox-only credentials: they guard nothing but loopback stand-ins.

@@ -24,6 +24,7 @@ from sandbox.fleet_state import (
     Process,
     ProcessParams,
     RestartUnitParams,
+    TimeSyncParams,
 )
 
 
@@ -70,6 +71,25 @@ def restart_unit(state: HostState, params: RestartUnitParams) -> Outcome:
         result=result,
         ok=unit.restart_fixes,
         restarted_units=frozenset({params.unit}),
+    )
+
+
+def restart_time_sync(state: HostState, params: TimeSyncParams) -> Outcome:
+    """Restart the time-sync daemon: it steps the clock back in sync (unless the host's
+    clock says a restart does not fix it, e.g. no reachable time source)."""
+    clock = state.clock
+    if params.unit != clock.sync_unit:
+        raise ActionError(f"unit {params.unit!r} not found on this host")
+    if not clock.restart_fixes:
+        return Outcome(
+            state, True, f"{params.unit} restarted; the clock is still not synchronised", ok=False
+        )
+    synced = clock.model_copy(update={"synced": True, "offset_seconds": 0.0})
+    return Outcome(
+        state.model_copy(update={"clock": synced}),
+        changed=True,
+        result=f"{params.unit} restarted; clock synchronised (offset was "
+        f"{clock.offset_seconds:g} s)",
     )
 
 
@@ -150,6 +170,7 @@ def reboot(state: HostState, params: NoParams) -> Outcome:
 _Action = tuple[type[BaseModel], Callable[[HostState, Any], Outcome]]
 ACTIONS: dict[str, _Action] = {
     "restart_unit": (RestartUnitParams, restart_unit),
+    "restart_time_sync": (TimeSyncParams, restart_time_sync),
     "free_disk": (FreeDiskParams, free_disk),
     "restart_process": (ProcessParams, restart_process),
     "kill_process": (ProcessParams, kill_process),

@@ -2,7 +2,9 @@
 
 `describe(state)` lists the metric families of node_exporter 1.5 and process-exporter
 0.7 (same names, HELP, TYPE and label names) for a `HostState`: gauges carry their
-value, counters their rate in units per second.
+value, counters their rate in units per second. Every metric a registered check reads
+(`core.checks.CHECKS`, `CheckSpec.metrics`) is among them; tests/sandbox holds the two
+in step.
 
 `HostSim` turns that into scrapeable text. Counters are linear in time
 (`base + rate * (now - t_change)`) so `rate()` is exact, and a state change folds the
@@ -130,6 +132,20 @@ def describe(state: HostState) -> tuple[Family, ...]:
             "Total time in seconds that processes have waited due to IO congestion",
             (),
             (((), state.io_pressure),),
+        ),
+        Family(
+            "node_timex_offset_seconds",
+            "gauge",
+            "Time offset in between local system and reference clock.",
+            (),
+            (((), state.clock.offset_seconds),),
+        ),
+        Family(
+            "node_timex_sync_status",
+            "gauge",
+            "Is clock synchronized to a reliable server (1 = yes, 0 = no).",
+            (),
+            (((), 1.0 if state.clock.synced else 0.0),),
         ),
         Family(
             "node_systemd_unit_state",

@@ -51,6 +51,17 @@ class Process(_Model):
     baseline_rss_bytes: int = Field(default=64 * MiB, ge=0)
 
 
+class Clock(_Model):
+    """The host clock as node_exporter's timex collector sees it. A drifting clock is
+    `{"synced": false, "offset_seconds": 2.5}`; restarting `sync_unit` (the time-sync
+    daemon) brings it back in sync unless `restart_fixes` is False."""
+
+    synced: bool = True
+    offset_seconds: float = 0.0
+    sync_unit: str = "systemd-timesyncd.service"
+    restart_fixes: bool = True
+
+
 def _default_mounts() -> dict[str, Mount]:
     return {
         "/": Mount(device="/dev/vda1", fstype="ext4", size_bytes=50 * GiB, used_pct=40.0),
@@ -90,6 +101,7 @@ class HostState(_Model):
     io_pressure: float = Field(default=0.01, ge=0)
     units: dict[str, Unit] = Field(default_factory=_default_units)
     processes: dict[str, Process] = Field(default_factory=_default_processes)
+    clock: Clock = Field(default_factory=Clock)
     down: bool = False
 
     @model_validator(mode="after")
@@ -127,6 +139,10 @@ class FreeDiskParams(_Model):
 
 class ProcessParams(_Model):
     process: str
+
+
+class TimeSyncParams(_Model):
+    unit: str
 
 
 class NoParams(_Model):

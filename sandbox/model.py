@@ -39,6 +39,8 @@ Analysis (`submit_analysis`)
   Rules (`RULES`, by the issue's `check`):
     failed_unit, inactive_unit -> restart_unit {"unit": subject}          risk low
     disk                        -> free_disk {"mountpoint": subject}       risk low
+    clock_sync                  -> restart_time_sync
+                                   {"unit": "systemd-timesyncd.service"}  risk low
     cpu                         -> restart_process {"process": name}       risk medium
         name = labels["process"], else labels["groupname"], else the subject when it
         is not a generic word ("", -, cpu, total, all, node, system), else the highest
@@ -87,6 +89,11 @@ Context = dict[str, Any]
 # --- the rule table -----------------------------------------------------------------
 def _subject(issue: Issue, context: Context) -> str | None:
     return str(issue.get("subject") or "") or None
+
+
+def _time_sync_unit(issue: Issue, context: Context) -> str | None:
+    # Debian's default time-sync daemon; the issue does not say which one the host runs.
+    return "systemd-timesyncd.service"
 
 
 def _process(issue: Issue, context: Context) -> str | None:
@@ -141,6 +148,14 @@ RULES: dict[str, Rule] = {
         "mountpoint",
         risk="low",
         expected_outcome="usage of {target} drops below the threshold",
+    ),
+    "clock_sync": Rule(
+        "check the host's time sources and its time-sync daemon",
+        "restart_time_sync",
+        "unit",
+        target=_time_sync_unit,
+        risk="low",
+        expected_outcome="the clock is synchronised again ({target} restarted)",
     ),
     "cpu": Rule(
         "find the process that uses the CPU and decide whether to stop it",

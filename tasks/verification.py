@@ -16,8 +16,7 @@ from clients.errors import UpstreamError
 from core import action_notices
 from core.action_run import ActionResult
 from core.launch import JobEnd
-from core.logs import format_context, selector
-from core.models import CheckName
+from core.logs import UNIT_CHECKS, format_context, selector
 from core.policy import Policy
 from core.records import ActionStatus, Decision
 from core.settings import ActionSettings
@@ -42,8 +41,6 @@ from tasks.connections import Connections
 from tasks.launch import read_output_tail
 from tasks.notify import post_message
 from tasks.verify import ask_verdict, fetch_logs_since, recheck_issue
-
-UNIT_CHECKS = (CheckName.FAILED_UNIT, CheckName.INACTIVE_UNIT)
 
 
 class Verifier:

@@ -3,13 +3,25 @@
 import pytest
 from pydantic import ValidationError
 
-from core.checks import DetectionSettings, ThresholdRule, build_queries
+from core.checks import (
+    CHECKS,
+    CONTEXT_CHECKS,
+    DEFAULT_RULES,
+    CheckKind,
+    CheckSpec,
+    DefaultRule,
+    DetectionSettings,
+    ThresholdRule,
+    build_queries,
+    spec_of,
+)
 from core.models import CheckName, Severity
 
 
-def test_default_queries_cover_eight_checks_and_host_down() -> None:
+def test_default_queries_cover_nine_checks_and_host_down() -> None:
     q = build_queries(DetectionSettings())
     assert set(q) == {
+        "clock_sync",
         "cpu",
         "memory",
         "disk",
@@ -99,3 +111,84 @@ def test_invalid_settings_name_the_field(kwargs: dict, field: str) -> None:
         DetectionSettings(**kwargs)
     locs = [".".join(str(p) for p in e["loc"]) for e in err.value.errors()]
     assert any(loc.startswith(field) for loc in locs) or field in str(err.value), locs
+
+
+# --- the registry -------------------------------------------------------------------------
+def test_check_name_has_one_member_per_registered_issue_check_in_registry_order() -> None:
+    assert [c.value for c in CheckName] == [s.name for s in CHECKS if s.raises_issues]
+    assert CheckName.CPU == "cpu" and CheckName("host_down") is CheckName.HOST_DOWN
+    assert set(CONTEXT_CHECKS) == {s.name for s in CHECKS if s.kind is CheckKind.CONTEXT}
+
+
+def test_the_default_rules_are_the_specs_rules_in_registry_order() -> None:
+    assert [
+        (r.check.value, r.operator, r.threshold, r.severity, r.duration) for r in DEFAULT_RULES
+    ] == [
+        (s.name, s.rule.operator, s.rule.threshold, s.rule.severity, s.rule.duration)
+        for s in CHECKS
+        if s.rule is not None
+    ]
+    assert DetectionSettings().rules == DEFAULT_RULES
+
+
+def test_every_registered_check_has_a_query_and_every_issue_check_a_title() -> None:
+    queries = build_queries(DetectionSettings())
+    for spec in CHECKS:
+        assert spec.name in queries, spec.name
+        assert spec.title or not spec.raises_issues, spec.name
+    assert spec_of(CheckName.DISK).subject_label == "mountpoint"
+    assert spec_of("top_cpu").unit == "cores"
+
+
+def test_a_policy_may_override_the_query_of_any_registered_check_and_no_other() -> None:
+    for spec in CHECKS:
+        assert DetectionSettings(queries={spec.name: "vector(0)"}).queries == {
+            spec.name: "vector(0)"
+        }
+    with pytest.raises(ValidationError, match="unknown check"):
+        DetectionSettings(queries={"gpu": "vector(0)"})
+    with pytest.raises(ValidationError):
+        ThresholdRule(check="gpu", operator=">", threshold=1, severity=Severity.WARNING)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"query": "foo{$host}"}, "unknown query variable"),
+        ({"metrics": ("node_other",)}, "does not read"),
+        ({"title": ""}, "needs a title"),
+        ({"kind": CheckKind.CONTEXT}, "cannot have a rule"),
+        ({"subject_label": None, "logs": True}, "subject unit"),
+        ({"name": "Clock-Sync"}, "lower-case"),
+    ],
+)
+def test_an_inconsistent_check_spec_is_refused(change: dict, message: str) -> None:
+    fields = {
+        "name": "clock",
+        "kind": CheckKind.GAUGE,
+        "query": 'node_x{job=~"$units"} > $h',
+        "metrics": ("node_x",),
+        "title": "Clock",
+        "rule": DefaultRule(operator="==", threshold=1, severity=Severity.WARNING),
+    }
+    with pytest.raises(ValidationError, match=message):
+        CheckSpec(**(fields | change))
+    CheckSpec(**fields)  # the unchanged spec is fine
+
+
+def test_summaries_follow_the_specs_style() -> None:
+    assert (
+        spec_of(CheckName.DISK).summary_line("/var", 95.46, ">", 90, None)
+        == "Disk used on /var 95.5% (> 90)"
+    )
+    assert (
+        spec_of(CheckName.CPU).summary_line("-", 97, ">", 90, "5m")
+        == "CPU used 97.0% (> 90 for 5m)"
+    )
+    assert (
+        spec_of(CheckName.FAILED_UNIT).summary_line("nginx.service", 1, "==", 1, None)
+        == "Unit failed: nginx.service"
+    )
+    assert spec_of(CheckName.HOST_DOWN).summary_line("-", 0, "==", 0, None) == (
+        "Host down (scrape target up == 0)"
+    )

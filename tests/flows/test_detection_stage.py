@@ -132,7 +132,7 @@ async def test_dead_prometheus_alerts_once_and_recovers(stack: Stack) -> None:
     first = await cycle(stack)
     second = await cycle(stack)
     assert first.outcome is second.outcome is CycleOutcome.PROMETHEUS_UNREACHABLE
-    assert len(first.check_errors) == 9
+    assert len(first.check_errors) == 10
     notices = [t for t in titles(stack) if "Prometheus unreachable" in t]
     assert len(notices) == 1  # once, not every cycle
     await PrometheusConnection(url=stack.prometheus.url).asave(

@@ -120,7 +120,7 @@ async def test_prometheus_failing_every_query_alerts_once_and_recovers(
     report = await cycle(stack)
 
     assert report.outcome is CycleOutcome.PROMETHEUS_UNREACHABLE
-    assert len(report.check_errors) == 9 and all(says in e for e in report.check_errors.values())
+    assert len(report.check_errors) == 10 and all(says in e for e in report.check_errors.values())
     [notice] = posts(stack, "⚠️ Prometheus unreachable")
     assert "Every check failed" in text(notice) and says in text(notice)
     assert stack.anthropic.message_bodies() == []  # nothing analysed on no data
@@ -147,7 +147,7 @@ NAN = vector(
     ]
 )
 PARTIAL = {
-    # one of the eight checks errs; the other seven answer from the real Prometheus
+    # one of the checks errs; the others answer from the real Prometheus
     "one-query-fails": (
         FAILED_UNIT_QUERY,
         422,

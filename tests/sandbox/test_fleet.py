@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clients.prometheus import PrometheusClient
+from core.checks import CHECKS
 from sandbox.fleet import Fleet
 from sandbox.fleet_state import GiB, HostState
 from sandbox.http import Response, SandboxServer
@@ -27,6 +28,8 @@ EXPECTED_FAMILIES = {
     "node_filesystem_avail_bytes": ("gauge", {"device", "fstype", "mountpoint"}),
     "node_filesystem_size_bytes": ("gauge", {"device", "fstype", "mountpoint"}),
     "node_pressure_io_waiting_seconds": ("counter", set()),
+    "node_timex_offset_seconds": ("gauge", set()),
+    "node_timex_sync_status": ("gauge", set()),
     "node_systemd_unit_state": ("gauge", {"name", "state", "type"}),
     "namedprocess_namegroup_cpu_seconds": ("counter", {"groupname", "mode"}),
     "namedprocess_namegroup_memory_bytes": ("gauge", {"groupname", "memtype"}),
@@ -121,6 +124,14 @@ def test_exposition_has_exporter_names_types_and_labels(lone: Fleet) -> None:
         "proportionalSwapped",
     }
     assert "instance" not in lone.metrics("a")
+
+
+def test_a_simulated_host_exports_every_metric_a_registered_check_reads(lone: Fleet) -> None:
+    exported = {
+        s.name for f in text_string_to_metric_families(lone.metrics("a")) for s in f.samples
+    }
+    read = {metric: spec.name for spec in CHECKS for metric in spec.metrics}
+    assert {m: c for m, c in read.items() if m not in exported} == {}
 
 
 def test_gauges_follow_state(lone: Fleet) -> None:
@@ -311,6 +322,36 @@ def test_action_reboot(served: Fleet) -> None:
         "cron.service": "failed",
     }
     assert state.processes["nginx"].cpu_cores == state.processes["nginx"].baseline_cores
+
+
+def test_a_drifting_clock_shows_in_the_timex_metrics_until_time_sync_restarts(
+    served: Fleet,
+) -> None:
+    text = served.metrics("web-01")
+    assert value(text, "node_timex_sync_status") == 1
+    assert value(text, "node_timex_offset_seconds") == 0
+    drift = {"clock": {"synced": False, "offset_seconds": -3.5}}
+    drifted = httpx.post(f"{served.url}/_control/hosts/web-01", json=drift)
+    assert drifted.json()["clock"]["synced"] is False
+    text = served.metrics("web-01")
+    assert value(text, "node_timex_sync_status") == 0
+    assert value(text, "node_timex_offset_seconds") == -3.5
+    wrong = act(served, "web-01", "restart_time_sync", {"unit": "chrony.service"})
+    assert wrong.status_code == 400 and "not found on this host" in wrong.json()["detail"]
+    r = act(served, "web-01", "restart_time_sync", {"unit": "systemd-timesyncd.service"})
+    assert r.json()["ok"] is True and "clock synchronised" in r.json()["result"]
+    text = served.metrics("web-01")
+    assert value(text, "node_timex_sync_status") == 1
+    assert value(text, "node_timex_offset_seconds") == 0
+
+
+def test_a_clock_whose_time_source_is_gone_stays_out_of_sync_after_a_restart(
+    served: Fleet,
+) -> None:
+    served.patch("web-02", {"clock": {"synced": False, "restart_fixes": False}})
+    result = served.act("web-02", "restart_time_sync", {"unit": "systemd-timesyncd.service"})
+    assert (result.ok, result.changed) == (False, True)
+    assert served.state("web-02").clock.synced is False
 
 
 def test_action_errors_and_history(served: Fleet) -> None:

@@ -122,6 +122,13 @@ CASES = [
         lambda s: "postgres" not in s.processes,
         "killed postgres; rebooted",
     ),
+    Case(
+        "restart_time_sync", "awx", "db-01", {"unit": "systemd-timesyncd.service"},
+        {"clock": {"synced": False, "offset_seconds": 2.5}},
+        ["restart_time_sync"],
+        lambda s: s.clock.synced and s.clock.offset_seconds == 0,
+        "systemd-timesyncd.service restarted; clock synchronised (offset was 2.5 s)",
+    ),
 ]  # fmt: skip
 
 

@@ -19,6 +19,8 @@ CATALOG = [
      "parameters": {"type": "object", "properties": {"mountpoint": {"type": "string"}}}},
     {"key": "restart_process", "description": "kill and restart", "min_risk": "medium",
      "parameters": {"type": "object", "properties": {"process": {"type": "string"}}}},
+    {"key": "restart_time_sync", "description": "restart the time daemon", "min_risk": "low",
+     "parameters": {"type": "object", "properties": {"unit": {"type": "string"}}}},
 ]  # fmt: skip
 ANALYSIS_TOOL_DEF = {
     "name": ANALYSIS_TOOL,
@@ -86,6 +88,24 @@ def test_failed_unit_becomes_restart_unit() -> None:
     assert "nginx.service" in result["actions"][0]["reason"]
     assert result["manual_issues"] == []
     assert result["summary"].startswith(SIMULATION)
+
+
+def test_an_out_of_sync_clock_becomes_restart_time_sync() -> None:
+    result = analyse(issue("clock_sync", host="web2", subject="-", severity="warning"))
+    assert result["actions"] == [
+        {
+            "catalog_key": "restart_time_sync",
+            "host": "web2",
+            "parameters": {"unit": "systemd-timesyncd.service"},
+            "risk": "low",
+            "reason": "clock_sync on web2: value 1.0 against threshold 0.0; the catalog job "
+            f"'restart_time_sync' is the remedy for clock_sync ({SIMULATION})",
+            "expected_outcome": "the clock is synchronised again "
+            "(systemd-timesyncd.service restarted)",
+            "fingerprints": ["web2|clock_sync|-"],
+        }
+    ]
+    assert result["manual_issues"] == []
 
 
 def test_changing_the_issues_changes_the_proposal() -> None:
