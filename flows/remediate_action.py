@@ -34,12 +34,12 @@ from core.vetting import ProposedAction
 from flows.approval_input import ApprovalInput
 from tasks import action_run as step
 from tasks.action_run import ActionRunContext, ui_link
-from tasks.connections import open_connections, resolve_policy
+from tasks.connections import open_connections, resolve_policy, runner_blocks
 from tasks.heartbeat import keep_alive
 from tasks.launch import launch_once, poll_job
 from tasks.verification import report_result
 
-NEEDED_BLOCKS = ("discord", "ledger", "prometheus", "loki", "claude", "awx", "semaphore")
+NEEDED_BLOCKS = ("discord", "ledger", "prometheus", "loki", "claude", *runner_blocks())
 
 
 def _run_name() -> str:
