@@ -5,7 +5,9 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 
 from blocks.base import RemediationBlock, reveal
-from clients.awx import AwxClient
+from blocks.job_runners import JobRunnerSpec, register_runner
+from clients.awx import AWX_STATES, AwxClient
+from core.catalog import Runner
 
 
 class AwxConnection(RemediationBlock):
@@ -53,3 +55,8 @@ class AwxConnection(RemediationBlock):
             verify=self.verify_tls,
             timeout=self.timeout_seconds,
         )
+
+
+AWX_RUNNER = register_runner(
+    JobRunnerSpec(Runner.AWX.value, block=AwxConnection, client=AwxClient, states=AWX_STATES)
+)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 
 from blocks.base import RemediationBlock, reveal
-from clients.semaphore import SemaphoreClient
+from blocks.job_runners import JobRunnerSpec, register_runner
+from clients.semaphore import SEMAPHORE_STATES, SemaphoreClient
+from core.catalog import Runner
 
 
 class SemaphoreConnection(RemediationBlock):
@@ -38,3 +40,13 @@ class SemaphoreConnection(RemediationBlock):
             verify=self.verify_tls,
             timeout=self.timeout_seconds,
         )
+
+
+SEMAPHORE_RUNNER = register_runner(
+    JobRunnerSpec(
+        Runner.SEMAPHORE.value,
+        block=SemaphoreConnection,
+        client=SemaphoreClient,
+        states=SEMAPHORE_STATES,
+    )
+)

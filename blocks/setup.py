@@ -23,26 +23,31 @@ from prefect.blocks.core import Block
 from pydantic import SecretStr, ValidationError
 
 from blocks import (
-    AwxConnection,
     ClaudeCredentials,
     DiscordBot,
     LedgerDatabase,
     LokiConnection,
     PrometheusConnection,
-    SemaphoreConnection,
 )
+from blocks.job_runners import runners_with_blocks
 from blocks.names import BlockNames
 
 PREFIX = "REMEDIATION_"
-KINDS: dict[str, type[Block]] = {
+SERVICES: dict[str, type[Block]] = {
     "prometheus": PrometheusConnection,
     "loki": LokiConnection,
     "discord": DiscordBot,
     "claude": ClaudeCredentials,
-    "awx": AwxConnection,
-    "semaphore": SemaphoreConnection,
-    "ledger": LedgerDatabase,
 }
+
+
+def kinds() -> dict[str, type[Block]]:
+    """Every block kind, by `BlockNames` field: the services, every registered job
+    runner's block (`blocks.job_runners`), then the ledger."""
+    runners = {spec.names_field: spec.block for spec in runners_with_blocks() if spec.block}
+    return {**SERVICES, **runners, "ledger": LedgerDatabase}
+
+
 ALIASES = {"REMEDIATION_CLAUDE_API_KEY": "ANTHROPIC_API_KEY"}
 ALWAYS_SAVED = ("ledger",)
 NEEDED_BY_FLOWS = ("prometheus", "loki", "discord", "claude", "ledger")
@@ -57,7 +62,7 @@ def variable(kind: str, field: str) -> str:
 
 
 def fields(kind: str) -> dict[str, Any]:
-    return dict(KINDS[kind].model_fields)
+    return dict(kinds()[kind].model_fields)
 
 
 def _is_list(annotation: Any) -> bool:
@@ -105,7 +110,7 @@ async def build_block(kind: str, name: str, given: dict[str, Any], *, offline: b
     Block, bool
 ]:  # fmt: skip
     """The block to save (the stored one with `given` applied), and whether one was stored."""
-    cls = KINDS[kind]
+    cls = kinds()[kind]
     current = None if offline else await _existing(cls, name)
     base: dict[str, Any] = {}
     if current is not None:
@@ -133,7 +138,7 @@ async def setup_blocks(
     Every block is validated before any is saved: one bad variable saves nothing.
     """
     report, planned, errors = [], [], []
-    for kind in only or list(KINDS):
+    for kind in only or list(kinds()):
         name = getattr(names, kind)
         if name is None:
             report.append(f"skipped {kind}: no block name")
@@ -163,7 +168,7 @@ async def setup_blocks(
 
 def _variables_help() -> str:
     lines = ["environment variables (one per block field; lists are comma-separated):"]
-    for kind, cls in KINDS.items():
+    for kind, cls in kinds().items():
         lines.append(
             f"\n  {cls.__name__}, saved as {BlockNames.model_fields[kind].default!r} "
             f'(another name: --blocks \'{{"{kind}": "NAME"}}\'):'
@@ -175,11 +180,17 @@ def _variables_help() -> str:
             also = f" (or {alias})" if alias else ""
             lines.append(f"    {variable(kind, name)}{also}{required}{secret}")
             lines.append(f"        {info.description or ''}")
+    runners = [spec.names_field for spec in runners_with_blocks()]
     lines.append(
-        "\nThe flows need prometheus, loki, discord, claude and ledger; awx and semaphore "
-        "are needed only by catalog entries that use them."
+        "\nThe flows need prometheus, loki, discord, claude and ledger; "
+        f"{_and(runners)} {'is' if len(runners) == 1 else 'are'} needed only by catalog "
+        "entries that use them."
     )
     return "\n".join(lines)
+
+
+def _and(words: list[str]) -> str:
+    return " and ".join(filter(None, [", ".join(words[:-1]), *words[-1:]]))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -194,7 +205,7 @@ def _parser() -> argparse.ArgumentParser:
         "--blocks", help='block document names as JSON, e.g. \'{"discord": "ops-bot"}\''
     )
     parser.add_argument(
-        "--only", help=f"comma-separated subset of: {', '.join(KINDS)} (default: all)"
+        "--only", help=f"comma-separated subset of: {', '.join(kinds())} (default: all)"
     )
     parser.add_argument(
         "--dry-run",
@@ -209,7 +220,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     env = os.environ if environ is None else environ
     names = BlockNames.model_validate_json(args.blocks) if args.blocks else BlockNames()
     only = [k.strip() for k in args.only.split(",")] if args.only else None
-    unknown = sorted(set(only or []) - set(KINDS))
+    unknown = sorted(set(only or []) - set(kinds()))
     if unknown:
         print(f"unknown block kind(s): {', '.join(unknown)}", file=sys.stderr)
         return 2

@@ -24,10 +24,30 @@ from core.models import CheckName, Frozen, Risk
 KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
+class TemplateKind(StrEnum):
+    """What names a runner's job: an id in the runner's API, or a playbook on this machine."""
+
+    NUMBER = "number"  # `CatalogEntry.template_id`
+    PLAYBOOK = "playbook"  # `CatalogEntry.playbook`
+
+    def parse(self, template: str) -> int | str:
+        """The template as the runner's client takes it (ids are stored as text)."""
+        return int(template) if self is TemplateKind.NUMBER else template
+
+
 class Runner(StrEnum):
+    """Where a catalog entry's job runs. Everything else about a runner — its client,
+    block, block-name field, status table, secrets — is its entry in
+    `blocks.job_runners` (not pure, so not here)."""
+
     AWX = "awx"
     SEMAPHORE = "semaphore"
     ANSIBLE = "ansible"
+
+    @property
+    def template_kind(self) -> TemplateKind:
+        # Only local Ansible runs a playbook path; every remote runner names a template id.
+        return TemplateKind.PLAYBOOK if self is Runner.ANSIBLE else TemplateKind.NUMBER
 
 
 class ParamSpec(Frozen):
@@ -144,9 +164,10 @@ class CatalogEntry(Frozen):
 
     @model_validator(mode="after")
     def _runner_target(self) -> CatalogEntry:
-        if self.runner is Runner.ANSIBLE and not self.playbook:
-            raise ValueError("runner 'ansible' needs a playbook")
-        if self.runner in (Runner.AWX, Runner.SEMAPHORE) and self.template_id is None:
+        kind = self.runner.template_kind
+        if kind is TemplateKind.PLAYBOOK and not self.playbook:
+            raise ValueError(f"runner {self.runner.value!r} needs a playbook")
+        if kind is TemplateKind.NUMBER and self.template_id is None:
             raise ValueError(f"runner {self.runner.value!r} needs a template_id")
         for name in self.parameters:
             if not KEY.match(name):
@@ -166,7 +187,8 @@ class CatalogEntry(Frozen):
 
     @property
     def template(self) -> str:
-        return self.playbook if self.runner is Runner.ANSIBLE else str(self.template_id)
+        playbook = self.runner.template_kind is TemplateKind.PLAYBOOK
+        return self.playbook if playbook else str(self.template_id)
 
     def parameters_schema(self) -> dict[str, Any]:
         return {

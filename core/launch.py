@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from core.catalog import Runner
 from core.errors import RemediationError
 from core.models import Frozen
 from core.records import ActionStatus, JobRecord
@@ -121,8 +120,8 @@ def launch_failure(status_code: int | None, *, request_sent: bool) -> LaunchFail
 
 
 def launch_template(action: ProposedAction) -> Any:
-    """The runner's template id: a playbook path for local Ansible, a number otherwise."""
-    return action.template if action.runner is Runner.ANSIBLE else int(action.template)
+    """The runner's template id as its client takes it (`Runner.template_kind`)."""
+    return action.runner.template_kind.parse(action.template)
 
 
 def launch_extra_vars(action: ProposedAction, run_id: str) -> dict[str, Any]:

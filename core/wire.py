@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.catalog import Runner
+
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -138,7 +140,7 @@ class JobState(StrEnum):
 class JobRef(Frozen):
     """A launched job: which runner, its id there, and a link for humans when known."""
 
-    runner: Literal["awx", "semaphore", "ansible"]
+    runner: Runner
     job_id: str
     url: str | None = None
 

@@ -34,12 +34,13 @@ from core.vetting import ProposedAction
 from flows.approval_input import ApprovalInput
 from tasks import action_run as step
 from tasks.action_run import ActionRunContext, ui_link
-from tasks.connections import open_connections, resolve_policy
+from tasks.connections import open_connections, resolve_policy, runner_blocks
 from tasks.heartbeat import keep_alive
 from tasks.launch import launch_once, poll_job
 from tasks.verification import report_result
 
-NEEDED_BLOCKS = ("discord", "ledger", "prometheus", "loki", "claude", "awx", "semaphore")
+# The services' blocks; every registered job runner's block is added (`runner_blocks()`).
+NEEDED_BLOCKS = ("discord", "ledger", "prometheus", "loki", "claude")
 
 
 def _run_name() -> str:
@@ -96,7 +97,7 @@ async def remediate_action(
     proposal = ProposedAction.model_validate(action)
     checked = (await resolve_policy(policy, blocks)).policy
     run_id = str(flow_run.get_id())
-    conns = await open_connections(blocks, NEEDED_BLOCKS)
+    conns = await open_connections(blocks, (*NEEDED_BLOCKS, *runner_blocks()))
     # The heartbeat tells the reconciler this run is alive (also while paused).
     heartbeat = keep_alive(conns.ledger, proposal.action_id, run_id, settings.heartbeat_seconds)
     async with conns, heartbeat:

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.settings import PREFECT_UI_URL
 
+from blocks.job_runners import runner_spec
 from blocks.names import BlockNames
 from clients.errors import UpstreamError
 from clients.prefect_runs import PrefectRuns
@@ -33,7 +34,6 @@ from core.action_run import (
     ui_decision,
 )
 from core.approval import Approvers, approval_embed
-from core.catalog import Runner
 from core.launch import ActionAlreadyEnded, NoJobToPoll
 from core.policy import Policy
 from core.records import ActionRecord, ActionStatus, ApprovalRequest, Decision
@@ -51,10 +51,11 @@ REPORT_KEY = "remediation-action-report"
 
 
 def job_runner(conns: Connections, action: ProposedAction, settings: ActionSettings) -> JobRunner:
-    if action.runner is Runner.AWX:
-        return conns.awx
-    if action.runner is Runner.SEMAPHORE:
-        return conns.semaphore
+    """The runner's client built from its block (`blocks.job_runners`); a runner without
+    a block runs the playbook on this machine."""
+    spec = runner_spec(action.runner)
+    if spec.block is not None:
+        return conns.runner(spec)
     return AnsibleRunner(
         inventory=settings.ansible_inventory, extra_vars=settings.ansible_extra_vars
     )

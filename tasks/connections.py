@@ -10,38 +10,47 @@ from typing import TYPE_CHECKING, Any, Self
 from pydantic import BaseModel, ConfigDict
 
 from blocks import (
-    AwxConnection,
     ClaudeCredentials,
     DiscordBot,
     LedgerDatabase,
     LokiConnection,
     PrometheusConnection,
-    SemaphoreConnection,
 )
 from blocks.base import secret_values
+from blocks.job_runners import JobRunnerSpec, runner_block_fields, runner_by_field
 from blocks.names import BlockNames, load_block
 from blocks.policy import load_policy_block
-from clients.awx import AwxClient
 from clients.discord import DiscordClient
 from clients.ledger import Ledger
 from clients.loki import LokiClient
 from clients.prometheus import PrometheusClient
-from clients.semaphore import SemaphoreClient
 from core.errors import ConfigError
 from core.policy import Policy, load_policy, policy_hash
 
 if TYPE_CHECKING:  # the SDK is imported only where Claude is called
     from clients.claude import ClaudeClient
 
-_BLOCKS: dict[str, type] = {
+_SERVICE_BLOCKS: dict[str, type] = {
     "prometheus": PrometheusConnection,
     "loki": LokiConnection,
     "discord": DiscordBot,
     "claude": ClaudeCredentials,
-    "awx": AwxConnection,
-    "semaphore": SemaphoreConnection,
     "ledger": LedgerDatabase,
 }
+
+
+def block_class(field_name: str) -> type:
+    """The block class a `BlockNames` field names: a service's, or a registered job
+    runner's (`blocks.job_runners`)."""
+    spec = runner_by_field(field_name)
+    if spec is not None and spec.block is not None:
+        return spec.block
+    return _SERVICE_BLOCKS[field_name]
+
+
+def runner_blocks() -> tuple[str, ...]:
+    """Every registered job runner's block field (a flow that launches needs them)."""
+    return runner_block_fields()
 
 
 @dataclass
@@ -86,13 +95,9 @@ class Connections:
     def ledger(self) -> Ledger:
         return self._client("ledger")
 
-    @property
-    def awx(self) -> AwxClient:
-        return self._client("awx")
-
-    @property
-    def semaphore(self) -> SemaphoreClient:
-        return self._client("semaphore")
+    def runner(self, spec: JobRunnerSpec) -> Any:
+        """The client of a runner with a block (a `tasks.runners.JobRunner`)."""
+        return self._client(spec.names_field)
 
     async def aclose(self) -> None:
         await self._stack.aclose()
@@ -129,7 +134,7 @@ async def open_connections(names: BlockNames, needed: tuple[str, ...]) -> Connec
     `needed` order when several are."""
     fields = [f for f in needed if getattr(names, f) is not None]
     loaded = await asyncio.gather(
-        *(_load_shared(_BLOCKS[f], getattr(names, f), f) for f in fields),
+        *(_load_shared(block_class(f), getattr(names, f), f) for f in fields),
         return_exceptions=True,
     )
     conns = Connections()
@@ -141,6 +146,13 @@ async def open_connections(names: BlockNames, needed: tuple[str, ...]) -> Connec
     return conns
 
 
+async def add_runner_secrets(conns: Connections, names: BlockNames) -> None:
+    """Add the secrets of every registered job runner's block not loaded yet, for
+    redaction only (no client is built): a runner's token echoed into a log line is
+    masked before the prompt. A block that is not configured or not saved is skipped."""
+    await add_secrets(conns, names, tuple(f for f in runner_blocks() if f not in conns.blocks))
+
+
 async def add_secrets(conns: Connections, names: BlockNames, fields: tuple[str, ...]) -> None:
     """Add the secrets of more blocks, for redaction only (no client is built); a block
     that is not configured or not saved is skipped."""
@@ -149,7 +161,7 @@ async def add_secrets(conns: Connections, names: BlockNames, fields: tuple[str, 
         if name is None:
             continue
         try:
-            block = await load_block(_BLOCKS[field_name], name, field_name)
+            block = await load_block(block_class(field_name), name, field_name)
         except ConfigError:
             continue
         conns.secrets.extend(secret_values(block))

@@ -53,7 +53,7 @@ from tasks.closing import post_cycle_summary, review_attempts
 from tasks.connections import (
     Connections,
     ResolvedPolicy,
-    add_secrets,
+    add_runner_secrets,
     open_connections,
     resolve_policy,
 )
@@ -88,9 +88,9 @@ async def cycle_policy(
 
 async def cycle_connections(blocks: BlockNames) -> Connections:
     """The cycle's clients; a runner's token in a log line must be masked before the
-    prompt too, so the runners' secrets are added for redaction."""
+    prompt too, so every registered runner's secrets are added for redaction."""
     conns = await open_connections(blocks, NEEDED_BLOCKS)
-    await add_secrets(conns, blocks, ("awx", "semaphore"))
+    await add_runner_secrets(conns, blocks)
     return conns
 
 

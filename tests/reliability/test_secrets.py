@@ -14,7 +14,7 @@ import logging
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -31,14 +31,16 @@ from prefect.logging.handlers import APILogWorker
 from pydantic import SecretStr
 
 from blocks import LedgerDatabase, LokiConnection, PrometheusConnection
+from blocks.job_runners import JobRunnerSpec, runners_with_blocks
 from sandbox.anthropic import tool_answer
 from sandbox.jobs import JobTemplate, Script
 from tests.fixtures.anthropic import ANTHROPIC_TEST_KEY
 from tests.fixtures.jobs import AWX_TOKEN, SEMAPHORE_TOKEN
 from tests.fixtures.loki_discord import BOT_TOKEN, CHANNEL_ID
-from tests.fixtures.stack import FAST_SETTINGS, Stack
+from tests.fixtures.stack import FAST_POLICY, FAST_SETTINGS, Stack
 from tests.flows.actions import policy_with
 from tests.flows.helpers import approval_messages, eventually, listener
+from tests.flows.launch_support import local_ansible_settings
 from tests.reliability.support import NGINX, NGINX_FAILED, cycle, dump
 
 TAG = uuid.uuid4().hex[:10]
@@ -229,3 +231,109 @@ async def test_no_planted_secret_leaks_anywhere_after_a_whole_run(
     assert prompts.count("[REDACTED]") >= len(LOG_LINES)
     assert "[REDACTED]" in places["ledger"] and "[REDACTED]" in places["discord"]
     assert "[REDACTED]" in places["artifacts"]
+
+
+# --- every registered job runner's secrets, without naming a runner ------------------------
+def _planted_runner_block(spec: JobRunnerSpec, stored: Any) -> Any:
+    """The runner's stored block with a distinctive value in every secret field (and every
+    unset optional text field filled, so that no field is left out, e.g. a user name a
+    password goes with)."""
+    assert spec.block is not None
+    values = {name: getattr(stored, name) for name in spec.block.model_fields}
+    for name in spec.secret_fields:
+        values[name] = SecretStr(f"{spec.name}-{name}-planted-{TAG}")
+    for name, info in spec.block.model_fields.items():
+        if values[name] is None and name not in spec.secret_fields:
+            values[name] = f"{spec.name}-{name}-{TAG}" if str in get_args(info.annotation) else None
+    return spec.block.model_validate(values)
+
+
+async def _plant_runner_secrets(stack: Stack) -> list[str]:
+    """Every registered runner's block saved with planted secrets; the planted values."""
+    planted_values = []
+    for spec in runners_with_blocks():
+        assert spec.block is not None and spec.secret_fields, spec.name
+        name = getattr(stack.names, spec.names_field)
+        block = _planted_runner_block(spec, await spec.block.aload(name))
+        await block.asave(name, overwrite=True)
+        planted_values += [getattr(block, f).get_secret_value() for f in spec.secret_fields]
+    return planted_values
+
+
+def _printing_playbook(path: Path, lines: list[str]) -> str:
+    """A local playbook whose output carries `lines` (a job echoing credentials)."""
+    items = "\n".join(f"          - {json.dumps(line)}" for line in lines)
+    path.write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.debug:\n        msg:\n" + items + "\n"
+    )
+    return str(path)
+
+
+async def test_every_registered_runners_secrets_are_masked_in_the_prompt_and_in_chat(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # The runners' blocks are loaded by the cycle (for redaction only) and by the action
+    # run (every runner's block); the job runs locally, so no runner is ever contacted
+    # and any value may be planted.
+    secrets = await _plant_runner_secrets(stack)
+    said = [f"handshake with {value} done" for value in secrets]  # no pattern matches these
+    playbook = _printing_playbook(tmp_path / "echo.yml", [*said, "restart ok"])
+    policy = {
+        **FAST_POLICY,
+        "catalog": [
+            {
+                "key": "echo_fix", "runner": "ansible", "playbook": playbook,
+                "description": "A local job that prints what it was given.",
+                "addresses": ["failed_unit"], "max_job_seconds": 60,
+                "parameters": {"unit": {"pattern": r"[a-z.]+", "from_subject": True}},
+            }
+        ],
+    }  # fmt: skip
+    stack.fleet.patch("web-02", {"units": {"nginx.service": {"state": "failed"}}})
+    stack.fleet.journal("web-02", "nginx.service", said)
+    await stack.scraped(NGINX_FAILED)
+    stack.anthropic.enqueue(
+        tool_answer(
+            "submit_analysis",
+            {
+                "summary": "nginx failed on web-02",
+                "actions": [
+                    {"catalog_key": "echo_fix", "host": "web-02",
+                     "parameters": {"unit": "nginx.service"}, "risk": "low",
+                     "reason": "the unit failed", "expected_outcome": "nginx.service active",
+                     "fingerprints": [NGINX]}
+                ],
+                "manual_issues": [],
+            },
+        )
+    )  # fmt: skip
+    async with listener(stack, policy=policy):
+        run = asyncio.create_task(
+            cycle(
+                stack,
+                policy,
+                dispatch="inline",
+                dispatch_options={"settings": local_ansible_settings(stack)},
+            )
+        )
+        [request] = await eventually(lambda: approval_messages(stack), what="the request")
+        stack.discord.react(CHANNEL_ID, request.id, "✅", "alice")
+        report = await asyncio.wait_for(run, 120)
+
+    [action] = report.actions
+    assert action.dispatched
+    prompts = [json.dumps(body) for body in stack.anthropic.message_bodies()]
+    chat = _discord(stack)
+    leaks = {
+        (where, value)
+        for where, content in (("prompts", "\n".join(prompts)), ("discord", chat))
+        for value in secrets
+        if value in content
+    }
+    assert leaks == set()
+    # The secrets were really there: masked in the analysis prompt (the journal) and in
+    # the chat's result (the job's output), every one of them.
+    masked = "handshake with [REDACTED] done"
+    assert prompts[0].count(masked) >= len(secrets)
+    assert chat.count(masked) >= len(secrets) and "restart ok" in chat
