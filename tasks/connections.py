@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict
 from blocks import (
     AwxConnection,
     ClaudeCredentials,
-    DiscordBot,
     LedgerDatabase,
     LokiConnection,
     PrometheusConnection,
@@ -21,8 +20,9 @@ from blocks import (
 from blocks.base import secret_values
 from blocks.names import BlockNames, load_block
 from blocks.policy import load_policy_block
+from channels.port import ChatChannel
+from channels.registry import CHANNELS
 from clients.awx import AwxClient
-from clients.discord import DiscordClient
 from clients.ledger import Ledger
 from clients.loki import LokiClient
 from clients.prometheus import PrometheusClient
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the SDK is imported only where Claude is called
 _BLOCKS: dict[str, type] = {
     "prometheus": PrometheusConnection,
     "loki": LokiConnection,
-    "discord": DiscordBot,
+    **{c.name: c.block for c in CHANNELS},
     "claude": ClaudeCredentials,
     "awx": AwxConnection,
     "semaphore": SemaphoreConnection,
@@ -71,12 +71,17 @@ class Connections:
         return self._client("loki")
 
     @property
-    def discord(self) -> DiscordClient:
-        return self._client("discord")
-
-    @property
-    def discord_bot(self) -> DiscordBot:
-        return self.blocks["discord"]
+    def chat(self) -> ChatChannel:
+        """The chat channel of this run (the first registered channel whose block was
+        loaded), built once and closed with the rest."""
+        if "chat" not in self._clients:
+            loaded = [c for c in CHANNELS if c.name in self.blocks]
+            if not loaded:
+                raise KeyError("no chat channel block was loaded for this flow")
+            channel = loaded[0].connect(self.blocks[loaded[0].name])
+            self._stack.push_async_callback(channel.aclose)
+            self._clients["chat"] = channel
+        return self._clients["chat"]
 
     @property
     def claude(self) -> ClaudeClient:
