@@ -13,7 +13,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from channels.port import Posted
+from channels.port import ChatChannel, Posted
 from channels.registry import BLOCK_FIELDS
 from clients.errors import UpstreamError
 from core.messages import ApprovalCard, ChatMessage, Notice, RequestUpdate
@@ -26,15 +26,26 @@ CHAT_BLOCKS: tuple[str, ...] = BLOCK_FIELDS
 
 
 @task(name="post-to-chat", cache_policy=NO_CACHE, retries=0)
-async def post_message(conns: Connections, message: ChatMessage) -> Posted:
-    """Post a message in the approvals channel."""
-    return await conns.chat.post(message)
+async def _post(chat: ChatChannel, message: ChatMessage) -> Posted:
+    return await chat.post(message)
 
 
 @task(name="post-approval-request", cache_policy=NO_CACHE, retries=0)
+async def _ask(chat: ChatChannel, card: ApprovalCard) -> Posted:
+    return await chat.ask(card)
+
+
+# The Prefect tasks get the channel, not the connections: a task's inputs should not
+# carry every block (and its secrets) of the run.
+async def post_message(conns: Connections, message: ChatMessage) -> Posted:
+    """Post a message in the approvals channel (a Prefect task run: `post-to-chat`)."""
+    return await _post(conns.chat, message)
+
+
 async def ask(conns: Connections, card: ApprovalCard) -> Posted:
-    """Post the approval request and add ✅ and ❌ as the bot (people only click)."""
-    return await conns.chat.ask(card)
+    """Post the approval request and add ✅ and ❌ as the bot, so people only click (a
+    Prefect task run: `post-approval-request`)."""
+    return await _ask(conns.chat, card)
 
 
 async def post_in_thread(
