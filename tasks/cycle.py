@@ -204,7 +204,7 @@ class CycleRun:
             changed = None
         if announce_prometheus(changed=changed, down=down):
             what, notice = words.prometheus_transition(down, detection.check_errors, self.cycle_id)
-            await self.post(what, [notice])
+            await self.post(what, notice)
 
     async def dedup(self, detection: Detection) -> list[Issue]:
         """Close the episodes of cleared issues; claim the new ones (the rest dropped)."""
