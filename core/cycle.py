@@ -17,10 +17,10 @@ from core.coverage import Coverage, rejections_as_manual
 from core.detect import Detection
 from core.dispatch import DispatchResult
 from core.models import CheckName, Frozen
-from core.operator_notices import maintenance_notices
 from core.policy import Policy
 from core.report import ActionOutcome, CycleOutcome, CycleReport
 from core.vetting import Vetting
+from core.words import maintenance_notices
 
 
 class Routing(Frozen):

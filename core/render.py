@@ -116,28 +116,6 @@ def analysis_unavailable_message(
     return embeds
 
 
-def notice_message(
-    title: str, text: str, *, cycle_id: str | None = None, color: int = RED
-) -> Embed:
-    return Embed(
-        title=title[:256],
-        description=text[:4096],
-        color=color,
-        footer=f"cycle {cycle_id}" if cycle_id else None,
-    )
-
-
-def ledger_unavailable_message(error: object, cycle_id: str) -> Embed:
-    """The cycle could not reach its ledger: it stops before detecting anything."""
-    return notice_message(
-        "⚠️ Ledger unavailable — remediation cycle skipped",
-        "The cycle could not write to its ledger, so it stopped before detecting anything: "
-        "without the ledger it can neither deduplicate nor record what it does. This "
-        "notice repeats every cycle until the ledger answers.\n" + quoted(str(error), 1500),
-        cycle_id=cycle_id,
-    )
-
-
 # --- issue coverage: "no action needed" and "not addressed by the analysis" ---------------
 EMBEDS_MAX = 10
 EMBED_BUDGET = 5800  # Discord allows 6,000 characters over all embeds of one message

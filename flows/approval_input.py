@@ -10,7 +10,7 @@ from pydantic import Field
 
 class ApprovalInput(RunInput):
     """Approve or reject one remediation action. Who decided is not a field: anyone can
-    type a name; the listener records Discord deciders in the ledger."""
+    type a name; the listener records chat deciders in the ledger."""
 
     decision: Literal["approve", "reject"] = Field(
         description="approve runs the job now; reject cancels it"

@@ -1,14 +1,14 @@
-"""The approval listener: Discord reactions resume paused `remediate_action` runs.
+"""The approval listener: chat reactions resume paused `remediate_action` runs.
 
 Every poll it reads the actions awaiting approval from the ledger and finds which of
 their runs are PAUSED through the Prefect API; for each it reads the ✅/❌ reactions of
-its Discord message over REST (all pages), records every vote it sees, and decides with
-`core.approval`: bots (itself included) and people outside the approver list are
-ignored, one allowed ❌ beats any ✅, a removed reaction no longer counts, high risk needs
-the register's number of distinct approvers, and at the deadline the register's default
-applies (judged on the votes as they stood at the deadline; a request that never reached
-Discord never runs by default). One reminder is posted when a configurable part of the
-window remains.
+its chat request (all pages, through the channel's port), records every vote it sees,
+and decides with `core.approval`: bots (itself included) and people outside the approver
+list are ignored, one allowed ❌ beats any ✅, a removed reaction no longer counts, high
+risk needs the register's number of distinct approvers, and at the deadline the
+register's default applies (judged on the votes as they stood at the deadline; a request
+that never reached the chat channel never runs by default). One reminder is posted when
+a configurable part of the window remains.
 
 Applying a decision: record the intent and decider in the ledger (the first intent per
 action wins), resume the run with the RunInput, and mark the decision applied only when
@@ -58,10 +58,11 @@ from core.policy import Policy
 from core.settings import DEPLOYED_RUN_SECONDS, ListenerSettings
 from flows.reconciler import reconcile, wait_for_continuations
 from tasks.approvals import ApprovalPoller
+from tasks.chat import CHAT_BLOCKS
 from tasks.connections import open_connections, resolve_policy
 from tasks.prefect_runs import open_prefect_runs, run_is_cancelling
 
-NEEDED_BLOCKS = ("discord", "ledger")
+NEEDED_BLOCKS = (*CHAT_BLOCKS, "ledger")
 __all__ = ["ListenerReport", "PollStats", "approval_listener", "main", "poll_once", "run_listener"]
 
 
@@ -167,7 +168,7 @@ async def approval_listener(
     blocks: BlockNames = BlockNames(),  # noqa: B008 - an immutable pydantic default
     settings: ListenerSettings = ListenerSettings(run_seconds=DEPLOYED_RUN_SECONDS),  # noqa: B008
 ) -> ListenerReport | State:
-    """Poll Discord and resume paused actions for a bounded time, then return.
+    """Poll the chat channel and resume paused actions for a bounded time, then return.
 
     A deployed run counts `run_seconds` from its scheduled start, so it ends just before
     the next scheduled run is due (see `core/settings.py`)."""
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     """`remediation-listener`: the same loop as a plain process (for a supervisor)."""
     parser = argparse.ArgumentParser(
         prog="remediation-listener",
-        description="Resume paused remediation actions from Discord reactions "
+        description="Resume paused remediation actions from chat reactions "
         "(needs PREFECT_API_URL and the saved blocks).",
     )
     parser.add_argument(
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         help="stop after this long (default: run until SIGTERM/SIGINT)",
     )
     parser.add_argument("--policy", help="policy file (YAML or JSON; default: built-in policy)")
-    parser.add_argument("--blocks", help='block names as JSON, e.g. \'{"discord": "bot"}\'')
+    parser.add_argument("--blocks", help='block names as JSON, e.g. \'{"ledger": "main"}\'')
     args = parser.parse_args(argv)
     from tasks.policy_file import read_policy_file
 

@@ -21,6 +21,7 @@ from blocks.names import BlockNames
 from core.policy import Policy
 from flows.remediate_action import remediate_action
 from tasks import reconcile as reconcile_pass
+from tasks.chat import CHAT_BLOCKS
 from tasks.connections import Connections, open_connections, resolve_policy
 from tasks.prefect_runs import open_prefect_runs
 from tasks.reconcile import PrefectAccess, wait_for_continuations
@@ -60,7 +61,7 @@ async def reconcile_actions(
     """Find action runs that died and continue (or expire) their actions; in-process
     continuations run as subflows of this run and are awaited when `wait`."""
     checked = (await resolve_policy(policy, blocks)).policy
-    conns = await open_connections(blocks, ("discord", "ledger"))
+    conns = await open_connections(blocks, (*CHAT_BLOCKS, "ledger"))
     stale = None if stale_after_seconds is None else timedelta(seconds=stale_after_seconds)
     async with conns, open_prefect_runs() as prefect:
         return await reconcile(

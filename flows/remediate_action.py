@@ -1,9 +1,9 @@
 """`remediate_action`: one flow run per action — ask, wait, launch, poll, verify, report.
 
 The run pauses (`pause_flow_run`) while humans decide; the approval listener resumes it
-from Discord reactions and applies deadline defaults, or a person resumes it in the
+from chat reactions and applies deadline defaults, or a person resumes it in the
 Prefect UI. A Prefect pause timeout means nobody decided and the listener was absent:
-the run fails, nothing runs, and the failure hook says so in Discord. On entry the run
+the run fails, nothing runs, and the failure hook says so in chat. On entry the run
 reads the ledger for its action id and continues from what is recorded, so a restarted
 run never re-posts, re-asks an answered question or re-launches.
 """
@@ -34,13 +34,14 @@ from core.vetting import ProposedAction
 from flows.approval_input import ApprovalInput
 from tasks import action_run as step
 from tasks.action_run import ActionRunContext, ui_link
+from tasks.chat import CHAT_BLOCKS
 from tasks.connections import open_connections, resolve_policy, runner_blocks
 from tasks.heartbeat import keep_alive
 from tasks.launch import launch_once, poll_job
 from tasks.verification import report_result
 
 # The services' blocks; every registered job runner's block is added (`runner_blocks()`).
-NEEDED_BLOCKS = ("discord", "ledger", "prometheus", "loki", "claude")
+NEEDED_BLOCKS = (*CHAT_BLOCKS, "ledger", "prometheus", "loki", "claude")
 
 
 def _run_name() -> str:

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Run one remediation cycle locally (actions run in-process).",
     )
     parser.add_argument("--policy", help="policy file (YAML or JSON)")
-    parser.add_argument("--blocks", help='block names as JSON, e.g. \'{"discord": "bot"}\'')
+    parser.add_argument("--blocks", help='block names as JSON, e.g. \'{"ledger": "main"}\'')
     parser.add_argument(
         "--dispatch",
         choices=["inline", "none"],

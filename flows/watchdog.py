@@ -3,7 +3,7 @@ is running to notice the other.
 
 Deploy it on its own schedule (e.g. every 5 minutes, concurrency 1): it compares the
 last completed cycle and the last listener poll with their thresholds and posts one
-Discord alert when either went silent, and one when it recovers (exactly once across
+chat alert when either went silent, and one when it recovers (exactly once across
 every component that checks, through the ledger's alert states).
 """
 
@@ -18,10 +18,11 @@ from prefect import flow
 from prefect.logging import get_run_logger
 
 from blocks.names import BlockNames
+from tasks.chat import CHAT_BLOCKS
 from tasks.connections import open_connections
 from tasks.operator import check_dead_mans_switch, record_heartbeat
 
-NEEDED_BLOCKS = ("discord", "ledger")
+NEEDED_BLOCKS = (*CHAT_BLOCKS, "ledger")
 WATCHDOG_STALE_SECONDS = 3600.0  # the watchdog's own heartbeat, for the self-metrics
 
 
@@ -31,10 +32,10 @@ async def remediation_watchdog(
     cycle_interval_seconds: float | None = None,
     listener_stale_seconds: float | None = None,
 ) -> dict[str, bool | None]:
-    """Check the cycle and listener heartbeats; alert or clear in Discord.
+    """Check the cycle and listener heartbeats; alert or clear in chat.
 
     Args:
-        blocks: which saved blocks to use (only `discord` and `ledger` are loaded).
+        blocks: which saved blocks to use (only the chat channel's and `ledger` are loaded).
         cycle_interval_seconds: the cycle's schedule interval; the alert fires when no
             cycle completed for twice this long. None: what the last cycle declared
             (its `controls.cycle_interval_seconds`), else 15 minutes.

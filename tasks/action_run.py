@@ -23,7 +23,7 @@ from blocks.job_runners import runner_spec
 from blocks.names import BlockNames
 from clients.errors import UpstreamError
 from clients.prefect_runs import PrefectRuns
-from core import action_notices
+from core import words
 from core.action_run import (
     ActionResult,
     FailedRun,
@@ -33,18 +33,16 @@ from core.action_run import (
     pause_key,
     ui_decision,
 )
-from core.approval import Approvers, approval_embed
 from core.launch import ActionAlreadyEnded, NoJobToPoll
+from core.messages import ApprovalCard, Notice
 from core.policy import Policy
 from core.records import ActionRecord, ActionStatus, ApprovalRequest, Decision
 from core.settings import ActionSettings
 from core.verify import not_run_report
 from core.vetting import ProposedAction
-from core.wire import Embed
-from tasks.approval import post_approval_request
+from tasks.chat import CHAT_BLOCKS, ask, say
 from tasks.closing import post_cycle_summary
 from tasks.connections import Connections, open_connections
-from tasks.notify import post_notice
 from tasks.runners import AnsibleRunner, JobRunner
 
 REPORT_KEY = "remediation-action-report"
@@ -81,8 +79,8 @@ class ActionRunContext:
         self.ledger = conns.ledger
         self.log = get_run_logger()
 
-    async def say(self, embed: Embed) -> bool:
-        return await post_notice(self.conns, embed, self.log)
+    async def say(self, notice: Notice) -> bool:
+        return await say(self.conns, notice, self.log)
 
     async def audit(self, event: str, detail: dict[str, Any]) -> None:
         await self.ledger.operations.record_audit(
@@ -121,30 +119,25 @@ async def request_approval(run: ActionRunContext, record: ActionRecord) -> Appro
     deadline = now + timedelta(seconds=run.level.deadline_seconds)
     since = now - timedelta(seconds=run.policy.attempt_window_seconds)
     history = await run.ledger.episodes.attempt_history(action.fingerprints, since=since)
-    bot = run.conns.discord_bot
-    embed = approval_embed(
-        action,
-        run.level,
+    chat = run.conns.chat
+    card = ApprovalCard(
+        action=action,
+        level=run.level,
         deadline=deadline,
-        approvers=Approvers(
-            user_ids=bot.approver_user_ids,
-            role_ids=bot.approver_role_ids,
-            any_member=bot.allow_any_channel_member,
-        ),
+        approvers=chat.approvers,
         history=[r for fp in action.fingerprints for r in history.get(fp, [])],
         ui_url=ui_link(run.run_id, run.settings),
     )
     message_id = None
     try:
-        message_id = (await post_approval_request(run.conns.discord, bot.approvals_channel_id,
-                                                  embed)).id  # fmt: skip
+        message_id = (await ask(run.conns, card)).message_id
     except UpstreamError as exc:
         # Still askable in the Prefect UI; the listener never runs a deadline default
-        # for a request nobody could see in Discord.
-        run.log.error("approval request could not be posted to Discord: %s", exc)
+        # for a request nobody could see in chat.
+        run.log.error("approval request could not be posted to %s: %s", chat.title, exc)
     request = ApprovalRequest(
         action_id=action.action_id,
-        channel_id=bot.approvals_channel_id,
+        channel_id=chat.channel_id,
         message_id=message_id,
         flow_run_id=run.run_id,
         risk=action.risk,
@@ -185,7 +178,7 @@ async def read_resume(
 
 async def refuse_ui_approval(run: ActionRunContext) -> None:
     await run.audit("ui_approve_refused", {"risk": run.action.risk})
-    await run.say(action_notices.still_gated(run.action, run.level))
+    await run.say(words.still_gated(run.action, run.level))
 
 
 async def record_decision(run: ActionRunContext, decision: Decision) -> None:
@@ -196,7 +189,7 @@ async def end_rejected(run: ActionRunContext, decision: Decision) -> ActionResul
     await run.ledger.actions.set_action_status(
         run.action.action_id, ActionStatus.REJECTED, now=datetime.now(UTC)
     )
-    await run.say(action_notices.rejected(run.action, decision))
+    await run.say(words.rejected(run.action, decision))
     await close_cycle_if_done(run.conns, run.action.cycle_id)
     return ActionResult(
         action_id=run.action.action_id, status=ActionStatus.REJECTED, decision=decision
@@ -213,7 +206,7 @@ async def mark_approved(run: ActionRunContext) -> None:
 async def end_without_job(
     run: ActionRunContext, decision: Decision, stopped: NoJobToPoll
 ) -> ActionResult:
-    """Nothing ran (or nobody can say what ran): the ledger, Discord and the action's
+    """Nothing ran (or nobody can say what ran): the ledger, the chat channel and the action's
     artifact say why. An action that had already ended is left as it is."""
     action = run.action
     if isinstance(stopped, ActionAlreadyEnded):
@@ -228,11 +221,11 @@ async def end_without_job(
         )
         await close_cycle_if_done(run.conns, action.cycle_id)
         return result
-    why = action_notices.not_run_why(stopped, action)
+    why = words.not_run_why(stopped, action)
     now = datetime.now(UTC)
     await run.ledger.actions.set_action_status(action.action_id, ActionStatus.NOT_RUN, now=now)
     await run.audit("not_run", {"why": why})
-    await run.say(action_notices.not_run(stopped, action))
+    await run.say(words.not_run(stopped, action))
     record = await run.ledger.actions.get_action(action.action_id)
     await acreate_markdown_artifact(
         key=REPORT_KEY,
@@ -261,7 +254,7 @@ async def record_failed_run(
 ) -> None:
     """A failed run: say what it leaves behind (`core.action_run.classify_failed_run`),
     end the action where nothing ran, and close its cycle if it was the last."""
-    conns = await open_connections(blocks, ("discord", "ledger"))
+    conns = await open_connections(blocks, (*CHAT_BLOCKS, "ledger"))
     async with conns:
         ledger, now = conns.ledger, datetime.now(UTC)
         record = await ledger.actions.get_action(action.action_id)
@@ -277,7 +270,7 @@ async def record_failed_run(
             event, detail = "action_run_failed", {"message": message}
         await ledger.operations.record_audit(event, detail, now=now, action_id=action.action_id)
         status = record.status if record else None
-        embed = action_notices.run_failed(action, kind, status, str(message))
-        await post_notice(conns, embed, get_run_logger())
+        notice = words.run_failed(action, kind, status, str(message))
+        await say(conns, notice, get_run_logger())
         if kind is not FailedRun.OTHER:  # it ended: it may have been the cycle's last action
             await close_cycle_if_done(conns, action.cycle_id)

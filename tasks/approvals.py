@@ -1,20 +1,22 @@
 """The approval listener's I/O steps: one poll over the actions awaiting approval.
 
 `ApprovalPoller.poll` reads the waiting actions from the ledger and their PAUSED runs
-from Prefect (`PrefectRuns`); for each it reads the ✅/❌ reactions of its Discord message
-(all pages), records every vote it sees, and decides with `core.approval` (who may
-approve: `may_approve`, over the member roles looked up here). Applying a decision
+from Prefect (`PrefectRuns`); for each it reads the ✅/❌ reactions of its request through
+the chat channel's port (`channels.port.ChatChannel.read_ballot`: all pages, bots set
+apart), records every vote it sees, and decides with `core.approval` (who may approve:
+the channel's `may_approve`, over `core.approval`'s rules). Applying a decision
 records the intent (the first per action wins), resumes the run, and marks it applied
 only when Prefect's `ResumeAnswer` says so; a run resumed by someone else is confirmed
-from what Prefect applied. Then the approval message is edited to show the outcome, and
+from what Prefect applied. Then the request is edited to show the outcome, and
 intents left unconfirmed or unshown by a killed listener are finished. With the kill
 switch on, every pending approval is answered "paused by operator" instead.
 
 Plain async functions, not Prefect tasks: a poll runs every few seconds, in the listener
 flow and in the plain `remediation-listener` process alike, and a task run per poll would
-cost API calls for nothing a person wants to see. The bot id and the member roles are
-caches (roles for `role_cache_seconds`); everything else lives in Prefect, the ledger and
-Discord, so a poller can be dropped and rebuilt at any moment.
+cost API calls for nothing a person wants to see. The channel's adapter caches the bot's
+id and the approvers' groups (for `role_cache_seconds`); everything else lives in
+Prefect, the ledger and the chat channel, so a poller can be dropped and rebuilt at any
+moment.
 """
 
 from __future__ import annotations
@@ -27,35 +29,28 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger, get_run_logger
 
-from clients.errors import DiscordNotFound, UpstreamError
+from clients.errors import UpstreamError
 from clients.prefect_runs import PrefectRuns, ResumeRejected
-from core import operator_notices
+from core import words
 from core.approval import (
-    APPROVE,
-    REJECT,
-    Approvers,
     PollStats,
     ResumeOutcome,
     applied_by_prefect,
     decide,
-    may_approve,
-    message_url,
     operator_answer,
     outcome_text,
     reminder_due,
-    reminder_embed,
-    request_channel,
-    roles_needed,
     run_to_confirm,
     voters,
     with_deleted_request,
 )
+from core.messages import DecisionOutcome, Reminder
 from core.policy import Policy
 from core.records import ActionRecord, ActionStatus, Decision, Vote
 from core.settings import ListenerSettings
+from tasks.chat import post_in_thread, say, update_request
 from tasks.connections import Connections
 from tasks.controls import kill_switch_engaged
-from tasks.notify import post_notice
 from tasks.operator import check_dead_mans_switch, note_kill_switch, record_heartbeat
 
 RECONCILE_EVERY_SECONDS = 30.0  # a dead run waits this long at most; API reads stay cheap
@@ -73,22 +68,14 @@ def _logger() -> Any:
 
 
 class ApprovalPoller:
-    """One poll at a time; all state lives in Prefect, the ledger and Discord."""
+    """One poll at a time; all state lives in Prefect, the ledger and the chat channel."""
 
     def __init__(
         self, conns: Connections, policy: Policy, settings: ListenerSettings, runs: PrefectRuns
     ) -> None:
         self.conns, self.policy, self.settings, self.runs = conns, policy, settings, runs
-        self._bot_id: str | None = None
         self._next_reconcile = 0.0
-        self._roles: dict[str, tuple[float, list[str] | None]] = {}  # a cache, not state
         self.log = _logger()
-        bot = conns.discord_bot
-        self.approvers = Approvers(
-            user_ids=bot.approver_user_ids,
-            role_ids=bot.approver_role_ids,
-            any_member=bot.allow_any_channel_member,
-        )
 
     # --- what the loop does around a poll -------------------------------------------
     async def beat(self, now: datetime) -> None:
@@ -170,8 +157,8 @@ class ApprovalPoller:
             decision = operator_answer(
                 record,
                 now,
-                decider=operator_notices.OPERATOR,
-                comment=operator_notices.PAUSED_COMMENT,
+                decider=words.OPERATOR,
+                comment=words.PAUSED_COMMENT,
             )
             try:
                 if await self.apply(record, run, decision) and record.decision is None:
@@ -179,61 +166,38 @@ class ApprovalPoller:
             except Exception as exc:  # noqa: BLE001 - one action's trouble never stops the rest
                 self.log.warning("could not answer %s: %s", record.proposal.action_id, exc)
         if answered:
-            notice = operator_notices.pending_answered(
+            notice = words.pending_answered(
                 [(r.proposal.catalog_key, r.proposal.host) for r in answered]
             )
-            await post_notice(self.conns, notice, self.log)
+            await say(self.conns, notice, self.log)
         return True
 
     # --- who may decide -------------------------------------------------------------
-    async def bot_id(self) -> str:
-        if self._bot_id is None:
-            self._bot_id = (await self.conns.discord.current_user()).id
-        return self._bot_id
-
-    async def member_roles(self, user_id: str) -> list[str] | None:
-        """A guild member's role ids (None: not a member), reused for `role_cache_seconds`."""
-        cached = self._roles.get(user_id)
-        if cached is not None and time.monotonic() - cached[0] < self.settings.role_cache_seconds:
-            return cached[1]
-        guild = self.conns.discord_bot.guild_id or ""
-        roles = await self.conns.discord.member_roles(guild, user_id)
-        self._roles[user_id] = (time.monotonic(), roles)
-        return roles
-
     async def allowed(self, user_id: str) -> bool:
-        """`core.approval.may_approve`, with the member's roles looked up when needed."""
-        guild = self.conns.discord_bot.guild_id
-        needed = roles_needed(user_id, self.approvers, guild)
-        roles = await self.member_roles(user_id) if needed else None
-        return may_approve(user_id, self.approvers, guild_id=guild, roles=roles)
+        """May `user_id` decide (the channel's approvers, its lookups cached)?"""
+        return await self.conns.chat.may_approve(
+            user_id, cache_seconds=self.settings.role_cache_seconds
+        )
 
     # --- deciding -------------------------------------------------------------------
     async def read_votes(
         self, record: ActionRecord, now: datetime
     ) -> tuple[list[Vote], set[str], bool]:
         """Every reaction on the request, all pages, recorded as votes (bots excepted);
-        returns the action's votes, the bot ids seen, and whether the message is gone."""
+        returns the action's votes, the bot ids seen, and whether the request is gone."""
         req = record.request
         assert req is not None and req.message_id is not None
-        channel = request_channel(req, self.conns.discord_bot.approvals_channel_id)
-        bots = {await self.bot_id()}
-        present: list[tuple[str, str, str]] = []
-        try:
-            for emoji in (REJECT, APPROVE):
-                for user in await self.conns.discord.list_reactions(channel, req.message_id, emoji):
-                    if user.bot or user.id in bots:
-                        bots.add(user.id)
-                    else:
-                        present.append((user.id, user.username, emoji))
-        except DiscordNotFound:
-            # The message was deleted: the votes recorded so far stand, no new ones come,
+        ballot = await self.conns.chat.read_ballot(req)
+        if ballot.gone:
+            # The request was deleted: the votes recorded so far stand, no new ones come,
             # and nobody can object any more, so no deadline default runs it.
-            return await self.conns.ledger.actions.votes(record.proposal.action_id), bots, True
+            votes = await self.conns.ledger.actions.votes(record.proposal.action_id)
+            return votes, ballot.bot_ids, True
+        present = [(r.user_id, r.username, r.emoji) for r in ballot.reactions]
         votes = await self.conns.ledger.actions.sync_votes(
             record.proposal.action_id, present, now=now
         )
-        return votes, bots, False
+        return votes, ballot.bot_ids, False
 
     async def evaluate(
         self, record: ActionRecord, now: datetime
@@ -337,17 +301,14 @@ class ApprovalPoller:
 
     # --- telling people -----------------------------------------------------------------
     async def announce(self, record: ActionRecord, decision: Decision, now: datetime) -> bool:
-        """Edit the approval message to show how it was decided (once: the ledger marks
-        it announced; a restarted listener finishes what a killed one began)."""
+        """Edit the request to show how it was decided (once: the ledger marks it
+        announced; a restarted listener finishes what a killed one began)."""
         req = record.request
         if req is None or req.message_id is None:
             return False
-        channel = request_channel(req, self.conns.discord_bot.approvals_channel_id)
         text = outcome_text(decision)
         try:
-            await self.conns.discord.edit_message(channel, req.message_id, content=text)
-        except DiscordNotFound:
-            pass  # deleted: nothing left to edit
+            await update_request(self.conns, req, DecisionOutcome(decision=decision))
         except UpstreamError as exc:
             self.log.warning("could not edit the approval message (retried next poll): %s", exc)
             return False
@@ -355,7 +316,7 @@ class ApprovalPoller:
         return True
 
     async def announce_pending(self, now: datetime, stats: PollStats) -> None:
-        """Applied decisions not yet shown in Discord (UI decisions, a killed listener)."""
+        """Applied decisions not yet shown in chat (UI decisions, a killed listener)."""
         ledger = self.conns.ledger
         for action_id in await ledger.actions.decisions_to_announce(since=now - RECOVERY_LOOKBACK):
             try:
@@ -382,16 +343,14 @@ class ApprovalPoller:
             action.action_id, now=now
         ):
             return False
-        bot = self.conns.discord_bot
-        channel = request_channel(req, bot.approvals_channel_id)
-        embed = reminder_embed(
-            action,
-            self.policy.risk.level(action.risk),
+        reminder = Reminder(
+            action=action,
+            level=self.policy.risk.level(action.risk),
             deadline=req.deadline,
             approvals=approvals,
-            message_url=message_url(bot.guild_id, channel, req.message_id),
+            request=req,
         )
-        await self.conns.discord.create_message(channel, embeds=[embed])
+        await post_in_thread(self.conns, req, reminder)
         await self.conns.ledger.operations.record_audit(
             "reminder_sent",
             {"deadline": req.deadline.isoformat()},

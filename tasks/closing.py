@@ -11,17 +11,12 @@ from prefect.logging import get_run_logger
 
 from clients.errors import UpstreamError
 from clients.prefect_runs import PrefectRuns
+from core.messages import CycleSummary, Escalation
 from core.models import Issue
 from core.policy import Policy
-from core.summary import (
-    cycle_summary_embed,
-    cycle_summary_markdown,
-    cycle_summary_rows,
-    escalation_embed,
-    exhausted,
-)
+from core.summary import cycle_summary_markdown, cycle_summary_rows, exhausted
+from tasks.chat import post_message
 from tasks.connections import Connections
-from tasks.notify import post_message
 
 SUMMARY_ARTIFACT_KEY = "remediation-cycle-summary"
 
@@ -41,11 +36,7 @@ async def post_cycle_summary(conns: Connections, cycle_id: str) -> bool:
         return False
     rows = cycle_summary_rows(records, verdicts)
     try:
-        await post_message(
-            conns.discord,
-            conns.discord_bot.approvals_channel_id,
-            [cycle_summary_embed(cycle_id, rows)],
-        )
+        await post_message(conns, CycleSummary(cycle_id=cycle_id, rows=rows))
     except UpstreamError as exc:
         get_run_logger().error("cycle summary post failed: %s", exc)
     async with PrefectRuns.open() as runs:
@@ -74,7 +65,7 @@ async def review_attempts(
 ) -> AttemptReview:
     """Right after dedup: an issue back within `relapse_seconds` of an `effective`
     verdict is a relapse (recorded as a counted attempt); an issue out of attempts is
-    escalated to Discord once, as a manual issue with its history, and is not analysed
+    escalated in chat once, as a manual issue with its history, and is not analysed
     again (no action could be allowed for it)."""
     ledger = conns.ledger
     fps = [i.fingerprint for i in issues]
@@ -113,9 +104,8 @@ async def review_attempts(
             continue
         try:
             await post_message(
-                conns.discord,
-                conns.discord_bot.approvals_channel_id,
-                [escalation_embed(issue, history, policy, cycle_id=cycle_id)],
+                conns,
+                Escalation(issue=issue, history=history, policy=policy, cycle_id=cycle_id),
             )
         except UpstreamError as exc:
             review.notices.append(f"escalation of {fp} could not be posted: {exc}")

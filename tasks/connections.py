@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict
 
 from blocks import (
     ClaudeCredentials,
-    DiscordBot,
     LedgerDatabase,
     LokiConnection,
     PrometheusConnection,
@@ -20,7 +19,8 @@ from blocks.base import secret_values
 from blocks.job_runners import JobRunnerSpec, runner_block_fields, runner_by_field
 from blocks.names import BlockNames, load_block
 from blocks.policy import load_policy_block
-from clients.discord import DiscordClient
+from channels.port import ChatChannel
+from channels.registry import CHANNELS
 from clients.ledger import Ledger
 from clients.loki import LokiClient
 from clients.prometheus import PrometheusClient
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the SDK is imported only where Claude is called
 _SERVICE_BLOCKS: dict[str, type] = {
     "prometheus": PrometheusConnection,
     "loki": LokiConnection,
-    "discord": DiscordBot,
+    **{c.name: c.block for c in CHANNELS},
     "claude": ClaudeCredentials,
     "ledger": LedgerDatabase,
 }
@@ -80,12 +80,17 @@ class Connections:
         return self._client("loki")
 
     @property
-    def discord(self) -> DiscordClient:
-        return self._client("discord")
-
-    @property
-    def discord_bot(self) -> DiscordBot:
-        return self.blocks["discord"]
+    def chat(self) -> ChatChannel:
+        """The chat channel of this run (the first registered channel whose block was
+        loaded), built once and closed with the rest."""
+        if "chat" not in self._clients:
+            loaded = [c for c in CHANNELS if c.name in self.blocks]
+            if not loaded:
+                raise KeyError("no chat channel block was loaded for this flow")
+            channel = loaded[0].connect(self.blocks[loaded[0].name])
+            self._stack.push_async_callback(channel.aclose)
+            self._clients["chat"] = channel
+        return self._clients["chat"]
 
     @property
     def claude(self) -> ClaudeClient:

@@ -1,9 +1,9 @@
 """The remediation cycle's steps, one method per box of the seed chart, for the flow to
 call in order (`flows.remediation_cycle`). Each step does the I/O — the Prefect tasks
-around Prometheus, the ledger, Loki, Claude and Discord — and asks `core.cycle` where the
+around Prometheus, the ledger, Loki, Claude and the chat channel — and asks `core.cycle` where the
 chart branches; the report is built in a `core.cycle.CycleProgress`.
 
-A failed Discord post is a visible notice in the report, never a crash.
+A failed chat post is a visible notice in the report, never a crash.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from prefect.logging import get_run_logger
 
 from blocks.names import BlockNames
 from clients.errors import UpstreamError
-from core import cycle_notices, render
+from core import words
 from core.analysis import Analysis, AnalysisUnreadable, read_analysis
 from core.checks import build_queries
 from core.cost import estimate_cost
@@ -40,15 +40,22 @@ from core.cycle import (
 from core.detect import Detection, evaluate
 from core.dispatch import DispatchResult
 from core.errors import ConfigError
-from core.fallback import fallback_notices
 from core.logs import LogContext
+from core.messages import (
+    AnalysisUnavailable,
+    ChatMessage,
+    ManualIssues,
+    NoActionNeeded,
+    NotAddressed,
+    ProposalSummary,
+)
 from core.models import Issue
 from core.policy import Policy, policy_hash
 from core.prompt import build_analysis_request
 from core.report import CycleOutcome, CycleReport, cycle_markdown, issue_rows
 from core.vetting import Vetting, vet_actions
-from core.wire import Embed
 from tasks.analysis import ask_claude
+from tasks.chat import CHAT_BLOCKS, post_message, say
 from tasks.closing import post_cycle_summary, review_attempts
 from tasks.connections import (
     Connections,
@@ -64,9 +71,8 @@ from tasks.ledger import (
     confirm_reported,
     read_attempt_history,
 )
-from tasks.notify import post_message, post_notice
 
-NEEDED_BLOCKS = ("prometheus", "loki", "discord", "claude", "ledger")
+NEEDED_BLOCKS = ("prometheus", "loki", *CHAT_BLOCKS, "claude", "ledger")
 PROMETHEUS_ALERT = "prometheus-unreachable"
 POLICY_ALERT = "policy-invalid"
 
@@ -75,7 +81,7 @@ async def cycle_policy(
     document: dict[str, Any] | None, blocks: BlockNames, cycle_id: str, now: datetime
 ) -> ResolvedPolicy:
     """The cycle's policy; an invalid one fails here, naming the field — and when it is
-    the policy block (an edit in the UI broke it), that is said in Discord, once."""
+    the policy block (an edit in the UI broke it), that is said in chat, once."""
     try:
         resolved = await resolve_policy(document, blocks)
     except ConfigError as exc:
@@ -103,13 +109,13 @@ async def announce_policy_state(
 ) -> None:
     """Post once when the policy block turns invalid, and once when it is valid again
     (the ledger's alert state remembers which was said last). Without `conns` (the run
-    is failing at its start) it opens only Discord and the ledger."""
+    is failing at its start) it opens only the chat channel and the ledger."""
     log = get_run_logger()
     async with AsyncExitStack() as stack:
         try:
             if conns is None:
                 conns = await stack.enter_async_context(
-                    await open_connections(blocks, ("discord", "ledger"))
+                    await open_connections(blocks, (*CHAT_BLOCKS, "ledger"))
                 )
             changed = await conns.ledger.operations.set_alert_state(
                 POLICY_ALERT, firing=error is not None, now=now, detail=str(error or "")[:500]
@@ -120,10 +126,10 @@ async def announce_policy_state(
         if not changed:
             return
         if error is not None:
-            embed = cycle_notices.policy_invalid(blocks.policy, error, cycle_id)
+            notice = words.policy_invalid(blocks.policy, error, cycle_id)
         else:
-            embed = cycle_notices.policy_valid(blocks.policy, cycle_id)
-        await post_notice(conns, embed, log)
+            notice = words.policy_valid(blocks.policy, cycle_id)
+        await say(conns, notice, log)
 
 
 @dataclass
@@ -144,18 +150,17 @@ class CycleRun:
     def ended(self, outcome: CycleOutcome) -> None:
         self.progress.update(outcome=outcome)
 
-    async def post(self, what: str, embeds: list[Embed]) -> bool:
+    async def post(self, what: str, message: ChatMessage) -> bool:
         """Post to the approvals channel; a failure is a visible notice, not a crash."""
-        self.progress.notices.extend(fallback_notices(embeds))  # a message shown as plain text
+        chat = self.conns.chat
         try:
-            await post_message(
-                self.conns.discord, self.conns.discord_bot.approvals_channel_id, embeds
-            )
-            return True
+            posted = await post_message(self.conns, message)
         except UpstreamError as exc:
-            self.progress.notices.append(cycle_notices.post_failed(what, exc))
-            self.log.error("Discord post of the %s failed: %s", what, exc)
+            self.progress.notices.append(words.post_failed(chat.title, what, exc))
+            self.log.error("%s post of the %s failed: %s", chat.title, what, exc)
             return False
+        self.progress.notices.extend(posted.notices)  # a message shown as plain text
+        return True
 
     async def start(self, blocks: BlockNames, flow_run_id: str | None) -> None:
         """Say the policy block is valid (again), and record the cycle's start. Without
@@ -168,9 +173,7 @@ class CycleRun:
                 self.cycle_id, flow_run_id=flow_run_id, now=self.now
             )
         except UpstreamError as exc:
-            await self.post(
-                "ledger notice", [render.ledger_unavailable_message(exc, self.cycle_id)]
-            )
+            await self.post("ledger notice", words.ledger_unavailable(exc, self.cycle_id))
             raise
 
     # --- Stage 1 --------------------------------------------------------------------
@@ -180,8 +183,8 @@ class CycleRun:
         detection = evaluate(self.policy.detection, answers, self.now)
         self.progress.timings["detect"] = time.perf_counter() - t
         if nothing_scraped(detection):
-            self.progress.notices.append(cycle_notices.NO_TARGETS)
-            self.log.warning(cycle_notices.NO_TARGETS)
+            self.progress.notices.append(words.NO_TARGETS)
+            self.log.warning(words.NO_TARGETS)
         await self._prometheus_alert(detection)
         self.progress.update(issues=detection.issues, check_errors=detection.check_errors)
         return detection
@@ -194,16 +197,14 @@ class CycleRun:
                 PROMETHEUS_ALERT,
                 firing=down,
                 now=self.now,
-                detail=cycle_notices.prometheus_alert_detail(detection.check_errors),
+                detail=words.prometheus_alert_detail(detection.check_errors),
             )
         except UpstreamError as exc:
-            self.progress.notices.append(cycle_notices.alert_state_unavailable(exc))
+            self.progress.notices.append(words.alert_state_unavailable(exc))
             changed = None
         if announce_prometheus(changed=changed, down=down):
-            what, notice = cycle_notices.prometheus_transition(
-                down, detection.check_errors, self.cycle_id
-            )
-            await self.post(what, [notice])
+            what, notice = words.prometheus_transition(down, detection.check_errors, self.cycle_id)
+            await self.post(what, notice)
 
     async def dedup(self, detection: Detection) -> list[Issue]:
         """Close the episodes of cleared issues; claim the new ones (the rest dropped)."""
@@ -242,7 +243,7 @@ class CycleRun:
         )
         self.progress.timings["logs"] = time.perf_counter() - t
         if logs.status == "unavailable":
-            self.progress.notices.append(cycle_notices.LOKI_UNAVAILABLE)
+            self.progress.notices.append(words.LOKI_UNAVAILABLE)
         self.progress.update(log_status=logs.status)
         return logs
 
@@ -272,16 +273,16 @@ class CycleRun:
             self.progress.timings["analysis"] = time.perf_counter() - t
             return analysis
         except UpstreamError as exc:
-            reason = cycle_notices.claude_unreachable(exc)
+            reason = words.claude_unreachable(exc)
         except AnalysisUnreadable as exc:
-            reason, excerpt = cycle_notices.answer_unreadable(exc.reason), exc.excerpt
+            reason, excerpt = words.answer_unreadable(exc.reason), exc.excerpt
         self.progress.timings["analysis"] = time.perf_counter() - t
         self.log.error("analysis unavailable: %s", reason)
-        self.progress.notices.append(cycle_notices.analysis_unavailable(reason))
+        self.progress.notices.append(words.analysis_unavailable(reason))
         posted = await self.post(
             "analysis-unavailable message",
-            render.analysis_unavailable_message(
-                issues, reason=reason, excerpt=excerpt, cycle_id=self.cycle_id
+            AnalysisUnavailable(
+                issues=issues, reason=reason, excerpt=excerpt, cycle_id=self.cycle_id
             ),
         )
         if posted:
@@ -325,26 +326,26 @@ class CycleRun:
             coverage={c.issue.fingerprint: c.label for c in coverage.issues},
         )
         if unaddressed:
-            self.progress.notices.append(cycle_notices.not_addressed(len(unaddressed)))
+            self.progress.notices.append(words.not_addressed(len(unaddressed)))
         cycle_id = self.cycle_id
         manual_ok = bool(manual) and await self.post(
-            "manual issues", render.manual_issues_message(manual, cycle_id=cycle_id)
+            "manual issues", ManualIssues(manual=manual, cycle_id=cycle_id)
         )
         unaddressed_ok = bool(unaddressed) and await self.post(
             "issues not addressed by the analysis",
-            render.unaddressed_issues_message(unaddressed, notes=analysis.notes, cycle_id=cycle_id),
+            NotAddressed(issues=unaddressed, notes=analysis.notes, cycle_id=cycle_id),
         )
         no_action_ok = bool(no_action) and await self.post(
             "no-action-needed message",
-            render.no_action_needed_message(
-                [(c.issue, c.no_action_reason or "") for c in no_action],
+            NoActionNeeded(
+                items=[(c.issue, c.no_action_reason or "") for c in no_action],
                 summary=analysis.summary,
                 cycle_id=cycle_id,
             ),
         )
         if len(actions) > 1:
-            summary = render.summary_message(analysis.summary, actions, cycle_id=cycle_id)
-            await self.post("summary", [summary])
+            summary = ProposalSummary(summary=analysis.summary, actions=actions, cycle_id=cycle_id)
+            await self.post("summary", summary)
         return Routing(
             coverage=coverage,
             manual_posted=manual_ok,

@@ -18,7 +18,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from clients.errors import LaunchRefused, UpstreamError
-from core import action_notices
+from core import words
 from core.launch import (
     MARKER_KEY,
     ActionAlreadyEnded,
@@ -108,9 +108,9 @@ async def claim_slot(run: ActionRunContext) -> str:
         if claim in ("claimed", "exists"):
             return claim
         if not announced:
-            why = action_notices.slot_wait_reason(claim, run.policy.max_running_jobs)
+            why = words.slot_wait_reason(claim, run.policy.max_running_jobs)
             run.log.info("waiting to launch: %s", why)
-            await run.say(action_notices.waiting_to_launch(run.action, why))
+            await run.say(words.waiting_to_launch(run.action, why))
             announced = True
         await asyncio.sleep(slot_retry_seconds(run.settings.job_poll_seconds))
 

@@ -23,16 +23,16 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.logging import get_logger
 
 from clients.errors import UpstreamError
-from core import deadman, operator_notices
+from core import deadman, words
 from core.deadman import CYCLE_ALERT, KILL_SWITCH_ALERT, LISTENER_ALERT, AlertState, Beat
+from core.messages import Notice, parts_text
 from core.records import ActionStatus
 from core.report import CycleReport
 from core.selfmetrics import build_metrics, render_text, table_rows
 from core.settings import OperatorSettings
-from core.wire import Embed
+from tasks.chat import say
 from tasks.connections import Connections
 from tasks.controls import KILL_SWITCH, kill_switch_engaged
-from tasks.notify import post_notice
 from tasks.selfmetrics import push_metrics, write_metrics_textfile
 
 log = get_logger("remediation.operator")
@@ -40,15 +40,15 @@ METRICS_ARTIFACT = "remediation-self-metrics"
 
 
 async def transition_alert(
-    conns: Connections, name: str, firing: bool, now: datetime, notice: Embed
+    conns: Connections, name: str, firing: bool, now: datetime, notice: Notice
 ) -> bool:
     """Post `notice` once per change of alert `name`; a failed post undoes the change so
     that the next component to notice tries again. True when it changed and was posted."""
     alerts = conns.ledger.operations
-    detail = (notice.description or "")[:500]
+    detail = parts_text(notice.text)[:500]
     if not await alerts.set_alert_state(name, firing=firing, now=now, detail=detail):
         return False
-    if await post_notice(conns, notice, log):
+    if await say(conns, notice, log):
         return True
     await alerts.set_alert_state(name, firing=not firing, now=now, detail="post failed")
     return False
@@ -57,7 +57,7 @@ async def transition_alert(
 # --- kill switch ------------------------------------------------------------------------
 async def note_kill_switch(conns: Connections, engaged: bool, now: datetime) -> None:
     """Post the kill switch's transition on or off, once (nothing when it did not change)."""
-    notice = operator_notices.kill_switch_notice(engaged, KILL_SWITCH)
+    notice = words.kill_switch_notice(engaged, KILL_SWITCH)
     await transition_alert(conns, KILL_SWITCH_ALERT, engaged, now, notice)
 
 
@@ -92,12 +92,12 @@ async def _cleared(conns: Connections, name: str, beat: datetime | None) -> bool
 
 
 async def cycle_recovered(conns: Connections, now: datetime, at: datetime | None = None) -> None:
-    notice = operator_notices.cycle_running_again(at or now)
+    notice = words.cycle_running_again(at or now)
     await transition_alert(conns, CYCLE_ALERT, False, now, notice)
 
 
 async def _listener_recovered(conns: Connections, now: datetime, at: datetime) -> None:
-    notice = operator_notices.listener_polling_again(at)
+    notice = words.listener_polling_again(at)
     await transition_alert(conns, LISTENER_ALERT, False, now, notice)
 
 
@@ -109,7 +109,7 @@ async def _check_cycle(
     if silence is None:
         return None  # no cycle ever completed: nothing to compare with
     if silence.silent:
-        notice = operator_notices.cycle_silent(silence.last, silence.limit_seconds, who)
+        notice = words.cycle_silent(silence.last, silence.limit_seconds, who)
         await transition_alert(conns, CYCLE_ALERT, True, now, notice)
     elif await _cleared(conns, CYCLE_ALERT, silence.last):
         await cycle_recovered(conns, now, silence.last)
@@ -126,7 +126,7 @@ async def _check_listener(
     waiting = await conns.ledger.actions.actions_with_status(ActionStatus.AWAITING_APPROVAL)
     silence = deadman.listener_silence(beat, [r.created_at for r in waiting], now, limit)
     if silence.silent:
-        notice = operator_notices.listener_silent(beat.at if beat else None, len(waiting), who)
+        notice = words.listener_silent(beat.at if beat else None, len(waiting), who)
         await transition_alert(conns, LISTENER_ALERT, True, now, notice)
     elif beat and await _cleared(conns, LISTENER_ALERT, beat.at):
         await _listener_recovered(conns, now, beat.at)

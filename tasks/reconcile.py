@@ -59,17 +59,17 @@ from core.liveness import (
     unannounced_continuation,
     via_of,
 )
+from core.messages import Notice, RequestClosed
 from core.policy import Policy
-from core.reconcile_notices import (
+from core.records import ActionStatus
+from core.words import (
     EXPIRED_APPROVAL,
     continuing_message,
     expired_message,
     gave_up_message,
 )
-from core.records import ActionStatus
-from core.wire import Embed
+from tasks.chat import say, update_request
 from tasks.connections import Connections
-from tasks.notify import post_notice
 
 LOOKBACK = timedelta(days=2)
 
@@ -212,9 +212,7 @@ class Reconciler:
         request = record.request
         if request is not None and request.message_id:
             try:
-                await self.conns.discord.edit_message(
-                    request.channel_id or "", request.message_id, content=EXPIRED_APPROVAL
-                )
+                await update_request(self.conns, request, RequestClosed(text=EXPIRED_APPROVAL))
             except UpstreamError as exc:
                 log.warning("could not edit the approval message: %s", exc)
 
@@ -328,8 +326,8 @@ class Reconciler:
             return dead.deployment_id
         return await self.prefect.deployment_id(continuation_deployment(params))
 
-    async def say(self, embed: Embed) -> None:
-        await post_notice(self.conns, embed, log)
+    async def say(self, notice: Notice) -> None:
+        await say(self.conns, notice, log)
 
 
 async def reconcile(

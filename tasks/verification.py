@@ -13,10 +13,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from clients.errors import UpstreamError
-from core import action_notices
+from core import words
 from core.action_run import ActionResult
 from core.launch import JobEnd
 from core.logs import UNIT_CHECKS, format_context, selector
+from core.messages import ResultCard
 from core.policy import Policy
 from core.records import ActionStatus, Decision
 from core.settings import ActionSettings
@@ -30,16 +31,15 @@ from core.verify import (
     full_explanation,
     read_verdict,
     recheck_queries,
-    result_embed,
     settle_delay,
     verification_request,
 )
 from core.vetting import ProposedAction
 from core.wire import JobRef, JobState
 from tasks.action_run import REPORT_KEY, ActionRunContext, close_cycle_if_done
+from tasks.chat import post_message
 from tasks.connections import Connections
 from tasks.launch import read_output_tail
-from tasks.notify import post_message
 from tasks.verify import ask_verdict, fetch_logs_since, recheck_issue
 
 
@@ -141,7 +141,7 @@ async def report_result(
         action.action_id, state=end.state.value, finished=True, now=now, output_tail=tail
     )
     if end.state is JobState.TIMED_OUT:
-        await run.say(action_notices.job_timeout(action, job.job_id, tail))
+        await run.say(words.job_timeout(action, job.job_id, tail))
     await ledger.actions.set_action_status(action.action_id, ActionStatus.VERIFYING, now=now)
     verifier = Verifier(run.conns, run.policy, action, run.settings)
     verification = await verifier.verify(end.state, tail, end.ended_at(now))
@@ -149,7 +149,7 @@ async def report_result(
     outcome, counts = attempt_outcome(end.state, verdict)
     explanation = full_explanation(verification)
     await record_outcome(run.conns, action, outcome, counts, explanation)
-    embed = result_embed(
+    result_card = ResultCard(
         action=action,
         decision=decision,
         job_id=job.job_id,
@@ -160,7 +160,7 @@ async def report_result(
         output_tail=tail,
     )
     try:
-        await post_message(run.conns.discord, run.conns.discord_bot.approvals_channel_id, [embed])
+        await post_message(run.conns, result_card)
     except UpstreamError as exc:
         run.log.error("result post failed: %s", exc)
     # Before `finished`: the cycle's summary, posted once all its actions ended, reads it.

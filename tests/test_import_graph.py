@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "clients", "blocks", "tasks", "flows")
+PACKAGES = ("core", "clients", "blocks", "channels", "tasks", "flows")
 
 
 def _module(path: Path) -> str:
@@ -102,7 +102,7 @@ def test_flows_reach_clients_only_through_tasks_except_typed_errors() -> None:
 
 
 def test_core_imports_no_other_layer_and_no_io_library() -> None:
-    layers = ("clients", "tasks", "flows", "blocks", *IO_LIBRARIES)
+    layers = ("clients", "channels", "tasks", "flows", "blocks", *IO_LIBRARIES)
     found = violations("core", lambda dep: any(_under(dep, p) for p in layers))
     assert not found, "\n".join(found)
 
@@ -116,9 +116,35 @@ def test_tasks_and_clients_never_import_flows() -> None:
 
 
 def test_clients_import_no_project_layer_but_core() -> None:
-    above = ("tasks", "flows", "blocks")
+    above = ("tasks", "flows", "blocks", "channels")
     found = violations("clients", lambda dep: any(_under(dep, p) for p in above))
     assert not found, "\n".join(found)
+
+
+def test_chat_adapters_never_import_tasks_or_flows() -> None:
+    found = violations("channels", lambda dep: _under(dep, "tasks") or _under(dep, "flows"))
+    assert not found, "\n".join(found)
+
+
+def test_tasks_reach_a_chat_channel_only_through_its_adapter() -> None:
+    # tasks post through tasks.chat and the ChatChannel port, never a channel's own
+    # client or block; flows do not even import the port
+    own = ("clients.discord", "blocks.discord", "channels.discord")
+    found = [
+        *violations("tasks", lambda dep: any(_under(dep, p) for p in own)),
+        *violations("flows", lambda dep: _under(dep, "channels")),
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_flows_name_no_chat_channel() -> None:
+    named = [
+        f"{p.name}:{n}"
+        for p in sorted((ROOT / "flows").glob("*.py"))
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if "discord" in line.lower()
+    ]
+    assert not named, "\n".join(named)
 
 
 def test_the_layering_rules_see_lazy_and_aliased_imports() -> None:

@@ -1,6 +1,6 @@
 """The decisions of an action run (`core.action_run`): pause keys and timeouts, who
 resumed a paused run, what a failed run leaves behind — and their notices
-(`core.action_notices`)."""
+(`core.words`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from core import action_notices
+from channels.discord_render import notice_embed
+from core import words
 from core.action_run import (
     ActionResult,
     FailedRun,
@@ -149,7 +150,7 @@ def test_the_result_is_typed_and_still_compares_with_the_stored_words() -> None:
 def test_a_rejection_names_who_and_says_nothing_ran() -> None:
     a = proposed()
     d = decision("reject").model_copy(update={"comment": "not now"})
-    embed = action_notices.rejected(a, d)
+    embed = notice_embed(words.rejected(a, d))
     assert embed.title == "❌ Rejected: restart_unit on web-02"
     assert embed.description == "Rejected by alice (discord): not now. Nothing was launched."
 
@@ -157,16 +158,16 @@ def test_a_rejection_names_who_and_says_nothing_ran() -> None:
 def test_a_regated_ui_approval_says_how_many_discord_approvers_are_needed() -> None:
     a = proposed()
     level = Policy().risk.level(a.risk).model_copy(update={"approvers_needed": 2})
-    embed = action_notices.still_gated(a, level)
+    embed = notice_embed(words.still_gated(a, level))
     assert embed.title == "🔒 Still gated: restart_unit on web-02"
     assert "until 2 approvers react ✅ in Discord" in (embed.description or "")
 
 
 def test_each_failed_run_says_what_it_left_behind() -> None:
     a = proposed()
-    waiting = action_notices.run_failed(a, FailedRun.WAITING, None, "x")
-    stranded = action_notices.run_failed(a, FailedRun.STRANDED, ActionStatus.APPROVED, "boom")
-    other = action_notices.run_failed(a, FailedRun.OTHER, ActionStatus.RUNNING, "boom")
+    waiting = notice_embed(words.run_failed(a, FailedRun.WAITING, None, "x"))
+    stranded = notice_embed(words.run_failed(a, FailedRun.STRANDED, ActionStatus.APPROVED, "boom"))
+    other = notice_embed(words.run_failed(a, FailedRun.OTHER, ActionStatus.RUNNING, "boom"))
     assert waiting.title == "⏱️ Expired: restart_unit on web-02 did not run"
     assert stranded.title == "⚠️ Not run: restart_unit on web-02"
     assert "boom" in (stranded.description or "") and "Nothing was launched" in (
@@ -177,11 +178,11 @@ def test_each_failed_run_says_what_it_left_behind() -> None:
 
 
 def test_the_wait_for_a_slot_says_why() -> None:
-    assert action_notices.slot_wait_reason("host_busy", 3) == (
+    assert words.slot_wait_reason("host_busy", 3) == (
         "another remediation job is running on this host"
     )
-    assert action_notices.slot_wait_reason("cap_full", 3) == "3 remediation jobs are running"
-    embed = action_notices.waiting_to_launch(proposed(), "x")
+    assert words.slot_wait_reason("cap_full", 3) == "3 remediation jobs are running"
+    embed = notice_embed(words.waiting_to_launch(proposed(), "x"))
     assert embed.title == "⏳ Waiting: restart_unit on web-02"
     assert embed.description == "Approved, waiting to launch: x."
 
@@ -202,28 +203,28 @@ def test_the_wait_for_a_slot_says_why() -> None:
 )  # fmt: skip
 def test_each_reason_for_no_job_has_its_own_notice(stopped, title: str, why: str) -> None:
     a = proposed()
-    embed = action_notices.not_run(stopped, a)
+    embed = notice_embed(words.not_run(stopped, a))
     assert embed.title == title
-    assert action_notices.not_run_why(stopped, a) == why == embed.description
+    assert words.not_run_why(stopped, a) == why == embed.description
 
 
 def test_an_unknown_launch_says_it_was_not_relaunched_and_how_to_find_the_job() -> None:
     a = proposed()
-    lost = action_notices.not_run_why(LaunchUnknown(local_job_id="local-1-ab"), a)
+    lost = words.not_run_why(LaunchUnknown(local_job_id="local-1-ab"), a)
     assert "local Ansible job `local-1-ab`" in lost and "NOT relaunched" in lost
-    searched = action_notices.not_run_why(LaunchUnknown(lookup_error="HTTP 502"), a)
+    searched = words.not_run_why(LaunchUnknown(lookup_error="HTTP 502"), a)
     assert "could not be looked up (HTTP 502)" in searched
     assert f"{MARKER_KEY}={a.action_id}" in searched
-    missing = action_notices.not_run_why(LaunchUnknown(), a)
+    missing = words.not_run_why(LaunchUnknown(), a)
     assert f"none carrying marker {a.action_id} was found" in missing
-    assert action_notices.not_run(LaunchUnknown(), a).title == (
+    assert words.not_run(LaunchUnknown(), a).title == (
         "❓ Launch state unknown: restart_unit on web-02"
     )
 
 
 def test_a_job_timeout_gives_the_job_and_its_last_output() -> None:
     a = proposed().model_copy(update={"max_job_seconds": 2})
-    embed = action_notices.job_timeout(a, "42", "still waiting")
+    embed = notice_embed(words.job_timeout(a, "42", "still waiting"))
     assert embed.title == "⏱️ Job timeout: restart_unit on web-02"
     assert "Job `42` did not finish within 2 s" in (embed.description or "")
     assert "still waiting" in (embed.description or "")

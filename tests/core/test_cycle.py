@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from channels.discord_render import notice_embed
 from core.analysis import Analysis, ManualIssue, ModelAction
 from core.cycle import (
     CycleProgress,
@@ -18,7 +19,6 @@ from core.cycle import (
     routed_outcome,
     with_dispatch,
 )
-from core.cycle_notices import prometheus_transition
 from core.detect import Detection
 from core.dispatch import (
     DispatchResult,
@@ -29,6 +29,7 @@ from core.dispatch import (
 )
 from core.policy import Policy
 from core.report import CycleOutcome
+from core.words import prometheus_transition
 from tests.core.factories import issue, vet
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -54,7 +55,8 @@ def test_prometheus_down_is_announced_once_and_every_cycle_when_the_ledger_canno
     assert not announce_prometheus(changed=False, down=True)  # said before
     assert announce_prometheus(changed=None, down=True)
     assert not announce_prometheus(changed=None, down=False)
-    what, notice = prometheus_transition(True, {"cpu": "refused", "disk": "refused"}, "c1")
+    what, down = prometheus_transition(True, {"cpu": "refused", "disk": "refused"}, "c1")
+    notice = notice_embed(down)
     assert what == "Prometheus notice" and notice.title.startswith("⚠️ Prometheus unreachable")
     assert notice.description.count("refused") == 1 and notice.footer == "cycle c1"
     what, notice = prometheus_transition(False, {}, "c1")

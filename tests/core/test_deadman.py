@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from channels.discord_render import notice_embed
 from core.deadman import (
     AlertState,
     Beat,
@@ -15,15 +16,15 @@ from core.deadman import (
     listener_silence,
     stale_limit,
 )
-from core.operator_notices import (
+from core.policy import Policy
+from core.report import CycleOutcome, CycleReport
+from core.words import (
     cycle_silent,
     kill_switch_notice,
     listener_silent,
     maintenance_notices,
     pending_answered,
 )
-from core.policy import Policy
-from core.report import CycleOutcome, CycleReport
 from tests.core.factories import issue
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -90,20 +91,20 @@ def test_only_a_beat_after_the_alert_fired_clears_it() -> None:
 
 
 def test_notices_name_who_noticed_and_what_to_check() -> None:
-    silent = cycle_silent(ago(200), 120, "watchdog")
+    silent = notice_embed(cycle_silent(ago(200), 120, "watchdog"))
     assert silent.title == "💀 Remediation cycle silent"
     assert (
         "every 120 s" in silent.description and "(Noticed by the watchdog.)" in silent.description
     )
-    never = listener_silent(None, 2, "cycle")
+    never = notice_embed(listener_silent(None, 2, "cycle"))
     assert "has polled at all while 2 approval(s) wait" in never.description
-    assert "since <t:" in listener_silent(ago(300), 1, "cycle").description
-    assert kill_switch_notice(True, "remediation_kill_switch").title.startswith("⛔")
+    assert "since <t:" in notice_embed(listener_silent(ago(300), 1, "cycle")).description
+    assert notice_embed(kill_switch_notice(True, "remediation_kill_switch")).title.startswith("⛔")
     assert (
         "`remediation_kill_switch`"
-        in kill_switch_notice(False, "remediation_kill_switch").description
+        in notice_embed(kill_switch_notice(False, "remediation_kill_switch")).description
     )
-    answered = pending_answered([("restart_unit", "web-02")])
+    answered = notice_embed(pending_answered([("restart_unit", "web-02")]))
     assert answered.title == "⛔ Paused by operator: 1 pending approval(s) answered"
     assert "- `restart_unit` on web-02" in answered.description
 

@@ -1,11 +1,12 @@
 """When an action run is dead and what the reconciler does about it (core.liveness), and
-the words of its notices (core.reconcile_notices)."""
+the words of its notices (core.words)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
+from channels.discord_render import notice_embed
 from core import render
 from core.liveness import (
     CLAIM_WINDOW,
@@ -36,9 +37,9 @@ from core.liveness import (
     unannounced_continuation,
     via_of,
 )
-from core.reconcile_notices import continuing_message, expired_message, gave_up_message
 from core.settings import ActionSettings
 from core.vetting import ProposedAction
+from core.words import continuing_message, expired_message, gave_up_message
 from tests.core.factories import NOW, action, issue, vet
 
 S = timedelta(seconds=1)
@@ -211,7 +212,7 @@ def test_a_run_without_a_state_reads_as_unknown_state() -> None:
 
 # --- notices --------------------------------------------------------------------------
 def test_the_expired_notice_names_the_action_and_the_dead_run() -> None:
-    embed = expired_message(restart(), "run-0", "Crashed")
+    embed = notice_embed(expired_message(restart(), "run-0", "Crashed"))
     assert embed.title == "⏱️ Expired: restart_unit on web-02 did not run"
     assert "(run `run-0`, Crashed)" in (embed.description or "")
     assert embed.color == render.GREY
@@ -219,8 +220,8 @@ def test_the_expired_notice_names_the_action_and_the_dead_run() -> None:
 
 def test_the_continuing_notice_says_how_the_fresh_run_finds_its_job() -> None:
     def text(job_id: str | None, intent: bool) -> str:
-        embed = continuing_message(restart(), "run-0", "Crashed", job_id=job_id,
-                                   launch_intent=intent)  # fmt: skip
+        embed = notice_embed(continuing_message(restart(), "run-0", "Crashed", job_id=job_id,
+                                                launch_intent=intent))  # fmt: skip
         assert embed.title == "🔁 Continuing: restart_unit on web-02"
         return embed.description or ""
 
@@ -230,12 +231,13 @@ def test_the_continuing_notice_says_how_the_fresh_run_finds_its_job() -> None:
 
 
 def test_the_gave_up_notice_says_why_in_red() -> None:
-    kept_dying = gave_up_message(restart(), "run-3", "Crashed", job_id="77")
+    kept_dying = notice_embed(gave_up_message(restart(), "run-3", "Crashed", job_id="77"))
     assert kept_dying.title == "🛑 Not continued again: restart_unit on web-02"
     assert kept_dying.color == render.RED
     text = kept_dying.description or ""
     assert f"died {MAX_CONTINUATIONS + 1} times" in text and "Job `77` was launched" in text
-    ended = gave_up_message(restart(), "run-3", "Crashed", job_id=None,
-                            ended_run_id="run-4", ended_state="Cancelled")  # fmt: skip
+    gave_up = gave_up_message(restart(), "run-3", "Crashed", job_id=None,
+                              ended_run_id="run-4", ended_state="Cancelled")  # fmt: skip
+    ended = notice_embed(gave_up)
     assert "ended Cancelled (`run-4`)" in (ended.description or "")
     assert "Job" not in (ended.description or "")

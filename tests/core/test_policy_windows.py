@@ -11,10 +11,10 @@ import pytest
 from core.analysis import ModelAction
 from core.errors import ConfigError
 from core.models import Risk
-from core.operator_notices import maintenance_notices
 from core.policy import MaintenanceWindow, Policy, load_policy, policy_hash
 from core.report import CycleOutcome, CycleReport
 from core.vetting import vet_actions
+from core.words import maintenance_notices
 from tests.core.factories import issue
 
 MON, TUE, WED, FRI, SAT, SUN = 0, 1, 2, 4, 5, 6

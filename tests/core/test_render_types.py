@@ -18,11 +18,13 @@ from typing import Any
 
 import pytest
 
+from channels.discord_render import embeds
 from clients.discord import embeds_json
 from core import render
 from core.analysis import ModelAction
 from core.approval import Approvers, approval_embed, approval_markdown, reminder_embed
 from core.fallback import FallbackEmbed, degrades, fallback_notices, render_or_plain
+from core.messages import ApprovalCard, ProposalSummary, ResultCard
 from core.models import CheckName
 from core.params import code_span, inline, parameters_inline, parameters_json, value_text
 from core.policy import RiskRegister, load_policy, policy_hash
@@ -173,31 +175,30 @@ DECISION = Decision(
 VERIFICATION = verification("effective", unit_recheck(False, 0))
 
 
+# The posted messages are rendered as the Discord adapter renders them.
 def summary(actions: list[ProposedAction]) -> list[Embed]:
-    return [render.summary_message("two things", actions, cycle_id="c1")]
+    return embeds(ProposalSummary(summary="two things", actions=actions, cycle_id="c1"))
 
 
 def approval(a: ProposedAction) -> list[Embed]:
-    return [
-        approval_embed(
-            a, LEVEL, deadline=DEADLINE, approvers=Approvers(), history=[], ui_url="http://ui/x"
-        )
-    ]
+    card = ApprovalCard(
+        action=a, level=LEVEL, deadline=DEADLINE, approvers=Approvers(), ui_url="http://ui/x"
+    )
+    return embeds(card)
 
 
 def result(a: ProposedAction) -> list[Embed]:
-    return [
-        result_embed(
-            action=a,
-            decision=DECISION,
-            job_id="42",
-            job_url=None,
-            job_state="successful",
-            duration_s=1.0,
-            verification=VERIFICATION,
-            output_tail="ok",
-        )
-    ]
+    card = ResultCard(
+        action=a,
+        decision=DECISION,
+        job_id="42",
+        job_url=None,
+        job_state="successful",
+        duration_s=1.0,
+        verification=VERIFICATION,
+        output_tail="ok",
+    )
+    return embeds(card)
 
 
 def record(a: ProposedAction) -> ActionRecord:
@@ -369,9 +370,29 @@ def broken_action() -> Any:
         lambda: render.analysis_unavailable_message(
             [broken_action()], reason="r", excerpt="", cycle_id="c1"
         ),
-        lambda: approval(broken_action()),
+        lambda: [
+            approval_embed(
+                broken_action(),
+                LEVEL,
+                deadline=DEADLINE,
+                approvers=Approvers(),
+                history=[],
+                ui_url="http://ui/x",
+            )
+        ],
         lambda: [reminder_embed(broken_action(), LEVEL, deadline=DEADLINE)],
-        lambda: result(broken_action()),
+        lambda: [
+            result_embed(
+                action=broken_action(),
+                decision=DECISION,
+                job_id="42",
+                job_url=None,
+                job_state="successful",
+                duration_s=1.0,
+                verification=VERIFICATION,
+                output_tail="ok",
+            )
+        ],
     ],
     ids=["summary", "manual", "analysis-unavailable", "approval", "reminder", "result"],
 )

@@ -35,13 +35,13 @@ from clients.loki import LokiClient
 from core import render
 from core.analysis import AnalysisUnreadable, read_analysis
 from core.catalog import UNIT, Runner
-from core.cycle_notices import NO_TARGETS
 from core.logs import LogContext
 from core.policy import RiskRegister, load_policy
 from core.prompt import build_analysis_request
 from core.records import ActionStatus, Decision
 from core.report import CycleOutcome
 from core.vetting import ProposedAction
+from core.words import NO_TARGETS
 from flows.reconciler import reconcile
 from flows.remediate_action import remediate_action
 from flows.remediation_cycle import remediation_cycle
