@@ -381,7 +381,9 @@ async def test_7_rejected_in_discord_posts_the_rejection_and_launches_nothing(
 async def test_8_deadline_default_runs_a_low_risk_action_and_not_a_high_risk_one(
     stack: Stack, served: ServedDeployment
 ) -> None:
-    policy = scripted_policy(deadline_seconds=5)
+    # Long enough for both runs to be asking at once: the served process may pick the
+    # second run up one poll after the first (17 s apart was seen on a loaded machine).
+    policy = scripted_policy(deadline_seconds=30)
     await served.ready()
     await fail_units(stack, "web-01", "web-02")
     claude_proposes(
