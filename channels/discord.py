@@ -24,12 +24,12 @@ from clients.errors import DiscordNotFound, UpstreamError
 from core.approval import (
     APPROVE,
     REJECT,
-    Approvers,
     may_approve,
     message_url,
     request_channel,
     roles_needed,
 )
+from core.approvers import Approvers
 from core.fallback import fallback_notices
 from core.messages import ApprovalCard, ChatMessage, DecisionOutcome, Reminder, RequestUpdate
 from core.records import ApprovalRequest

@@ -11,9 +11,12 @@ sends every message with `allowed_mentions: {parse: []}`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 
-from core.approval import approval_embed, reminder_embed
+from core import words
+from core.approval import deadline_outcome
+from core.approvers import Approvers
+from core.fallback import degrades
 from core.messages import (
     AnalysisUnavailable,
     ApprovalCard,
@@ -21,17 +24,15 @@ from core.messages import (
     CycleSummary,
     Escalation,
     ManualIssues,
-    Moment,
     NoActionNeeded,
     NotAddressed,
-    Notice,
-    Part,
     ProposalSummary,
-    Quoted,
     Reminder,
     ResultCard,
-    Tone,
 )
+from core.notice import Moment, Notice, Part, Quoted, Tone
+from core.params import parameters_json
+from core.policy import RiskLevel
 from core.render import (
     GREEN,
     GREY,
@@ -46,7 +47,8 @@ from core.render import (
 )
 from core.summary import BLUE, cycle_summary_embed, escalation_embed
 from core.verify import result_embed
-from core.wire import Embed
+from core.vetting import AttemptRecord, ProposedAction
+from core.wire import Embed, EmbedField
 
 TONE_COLORS = {
     Tone.ALERT: RED,
@@ -82,6 +84,98 @@ def notice_embed(notice: Notice) -> Embed:
         description=markdown(notice.text)[:4096],
         color=color,
         footer=f"cycle {notice.cycle_id}" if notice.cycle_id else None,
+    )
+
+
+# --- the approval card and its reminder ---------------------------------------------------
+CHANNEL = "Discord"
+
+
+def approvers_text(approvers: Approvers) -> str:
+    """Who may approve, as Discord mentions (sent with mentions disabled: nobody is pinged)."""
+    who = [f"<@{u}>" for u in approvers.user_ids] + [f"<@&{r}>" for r in approvers.role_ids]
+    if who:
+        return ", ".join(who)
+    if approvers.any_member:
+        return words.ANY_MEMBER
+    return words.nobody_may_approve(CHANNEL)
+
+
+def _evidence(action: ProposedAction) -> str:
+    # Summaries carry label values from the hosts (unit names, mountpoints): data.
+    lines = [f"• {i.summary or i.fingerprint}" for i in action.issues[:10]]
+    return quoted("\n".join(lines), 1000) if lines else "-"
+
+
+def _history(records: Sequence[AttemptRecord]) -> str:
+    if not records:
+        return words.NO_EARLIER_ATTEMPTS
+    return "\n".join(f"{r.at:%Y-%m-%d %H:%M} UTC: {r.outcome}" for r in records[-5:])
+
+
+@degrades("approval request", "embed")
+def approval_embed(
+    action: ProposedAction,
+    level: RiskLevel,
+    *,
+    deadline: datetime,
+    approvers: Approvers,
+    history: Sequence[AttemptRecord],
+    ui_url: str | None,
+) -> Embed:
+    """The approval request posted to Discord (react ✅ or ❌)."""
+    ts = int(deadline.timestamp())
+    when = f"<t:{ts}:R> (<t:{ts}:f>)"
+    fields = [
+        EmbedField(name=words.HOST, value=f"`{action.host}`", inline=True),
+        EmbedField(name=words.RISK, value=words.risk_text(level, action), inline=True),
+        EmbedField(name=words.ACTION, value=f"`{action.catalog_key}`", inline=True),
+        EmbedField(name=words.PARAMETERS, value=quoted(parameters_json(action.parameters), 900)),
+        EmbedField(name=words.EVIDENCE, value=_evidence(action)),
+        EmbedField(name=words.REASON, value=quoted(action.reason or "-", 900)),
+        EmbedField(name=words.EXPECTED, value=quoted(action.expected_outcome or "-", 900)),
+        EmbedField(name=words.HISTORY, value=_history(history)[:1024]),
+        EmbedField(name=words.WHO_MAY_APPROVE, value=approvers_text(approvers)[:1024]),
+        EmbedField(
+            name=words.DEADLINE,
+            value=words.deadline_then(when, deadline_outcome(level, action)),
+        ),
+    ]
+    if action.notes:
+        fields.append(EmbedField(name=words.POLICY_NOTES, value="\n".join(action.notes)[:1024]))
+    if ui_url:
+        fields.append(EmbedField(name=words.PREFECT, value=f"[{words.OPEN_IN_PREFECT}]({ui_url})"))
+    return Embed(
+        title=words.approval_title(level, action),
+        color=level.color,
+        fields=fields,
+        url=ui_url,
+        footer=words.approval_footer(action),
+    )
+
+
+@degrades("approval reminder", "embed")
+def reminder_embed(
+    action: ProposedAction,
+    level: RiskLevel,
+    *,
+    deadline: datetime,
+    approvals: Sequence[str] = (),
+    message_url: str | None = None,
+) -> Embed:
+    """The one reminder posted before the deadline."""
+    where = f"[the request]({message_url})" if message_url else words.THE_REQUEST_ABOVE
+    return Embed(
+        title=words.reminder_title(action)[:256],
+        description=words.reminder_text(
+            level,
+            deadline_outcome(level, action),
+            approvals,
+            when=f"<t:{int(deadline.timestamp())}:R>",
+            where=where,
+        ),
+        color=level.color,
+        footer=words.reminder_footer(action),
     )
 
 

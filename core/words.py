@@ -4,7 +4,8 @@ adapter renders them), and the lines of the reports' visible notices.
 
 The cards and listings with structure of their own (the approval card, the reminder, the
 result, the summaries and issue listings) are typed messages in `core.messages`; the
-decision a request is edited to show is `core.approval.outcome_text`.
+decision a request is edited to show is `outcome_text` here; the approval card's and the
+reminder's words are here too (a channel renders them).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from core.launch import (
     RunnerRefused,
 )
 from core.liveness import MAX_CONTINUATIONS
-from core.messages import Moment, Notice, Part, Quoted, Tone
+from core.notice import Moment, Notice, Part, Quoted, Tone
 from core.policy import Policy, RiskLevel
 from core.records import ActionStatus, Decision
 from core.report import CycleReport
@@ -411,3 +412,88 @@ def gave_up_message(
         title=f"🛑 Not continued again: {_on(action)}",
         text=[f"{why}{job} Please check the runner and the host by hand."],
     )
+
+
+# --- the approval card, its reminder and the decision it is edited to show ----------------
+# Field labels of the approval card, in the order a channel shows them.
+HOST, RISK, ACTION, PARAMETERS = "Host", "Risk", "Action", "Parameters"
+EVIDENCE, REASON, EXPECTED = "Issue and evidence", "Reason (Claude)", "Expected outcome"
+HISTORY, WHO_MAY_APPROVE, DEADLINE = "Earlier attempts on this issue", "Who may approve", "Deadline"
+POLICY_NOTES, PREFECT, OPEN_IN_PREFECT = "Policy notes", "Prefect", "Open the run in the Prefect UI"
+NO_EARLIER_ATTEMPTS = "no earlier attempts"
+ANY_MEMBER = "any member of this channel"
+
+
+def at_deadline(outcome: str) -> str:
+    """What happens at the deadline (`core.approval.deadline_outcome`: run or skip)."""
+    return "runs automatically" if outcome == "run" else "will not run"
+
+
+def quorum_note(approvers_needed: int) -> str:
+    return f" ({approvers_needed} approvers needed)" if approvers_needed > 1 else ""
+
+
+def risk_text(level: RiskLevel, action: ProposedAction) -> str:
+    return f"{level.emoji} {action.risk.value}{quorum_note(level.approvers_needed)}"
+
+
+def approval_title(level: RiskLevel, action: ProposedAction) -> str:
+    return f"{level.emoji} Approve {_on(action)}? React ✅ or ❌"
+
+
+def deadline_then(when: str, outcome: str) -> str:
+    """The deadline field: `when` as the channel shows a moment."""
+    return f"{when} — then it {at_deadline(outcome)}"
+
+
+def approval_footer(action: ProposedAction) -> str:
+    return f"action {action.action_id} · policy {action.policy_hash}"
+
+
+def nobody_may_approve(channel: str) -> str:
+    return f"nobody from {channel} (no approvers configured): use the Prefect UI"
+
+
+def reminder_title(action: ProposedAction) -> str:
+    return f"⏳ Reminder: {_on(action)} awaits a decision"
+
+
+THE_REQUEST_ABOVE = "the request above"
+
+
+def reminder_text(
+    level: RiskLevel, outcome: str, approvals: Sequence[str], *, when: str, where: str
+) -> str:
+    """The reminder's text: `when` the deadline as the channel shows a moment, `where`
+    the request (a link, or `THE_REQUEST_ABOVE`)."""
+    so_far = (
+        f" Approvals so far: {', '.join(approvals)} of {level.approvers_needed} needed."
+        if level.approvers_needed > 1
+        else ""
+    )
+    then = at_deadline(outcome)
+    return f"The deadline is {when}; then it {then}. React ✅ or ❌ on {where}.{so_far}"
+
+
+def reminder_footer(action: ProposedAction) -> str:
+    return f"action {action.action_id}"
+
+
+def outcome_text(decision: Decision) -> str:
+    """The line the approval message is edited to show once a decision is applied."""
+    approved = decision.decision == "approve"
+    verb = "✅ Approved" if approved else "❌ Rejected"
+    comment = f" — {decision.comment}" if decision.comment and decision.via != "deadline" else ""
+    if decision.via == "discord":
+        return f"{verb} by {decision.decider}{comment}"
+    if decision.via == "ui":
+        return f"{verb} — decided in the Prefect UI{comment}"
+    if decision.via == "deadline":
+        if approved:
+            return "⏰ Deadline passed with no decision: ran by deadline default"
+        return "⏰ Deadline passed with no decision: will not run"
+    if decision.via == "operator":
+        return f"⛔ {verb} by operator ({decision.decider}){comment}: " + (
+            "it runs" if approved else "will not run"
+        )
+    return f"{verb} ({decision.via}, {decision.decider}){comment}"

@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
-from channels.discord_render import embeds
+from channels.discord_render import approval_embed, embeds, reminder_embed
 from clients.discord import embeds_json
 from core import render
 from core.analysis import ModelAction
-from core.approval import Approvers, approval_embed, approval_markdown, reminder_embed
+from core.approval import approval_markdown
+from core.approvers import Approvers
 from core.fallback import FallbackEmbed, degrades, fallback_notices, render_or_plain
 from core.messages import ApprovalCard, ProposalSummary, ResultCard
 from core.models import CheckName
