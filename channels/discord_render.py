@@ -10,7 +10,7 @@ sends every message with `allowed_mentions: {parse: []}`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from core import words
@@ -30,10 +30,12 @@ from core.messages import (
     Reminder,
     ResultCard,
 )
+from core.models import Issue
 from core.notice import Moment, Notice, Part, Quoted, Tone
 from core.params import parameters_json
-from core.policy import RiskLevel
+from core.policy import Policy, RiskLevel
 from core.render import (
+    BLUE,
     GREEN,
     GREY,
     ORANGE,
@@ -45,7 +47,7 @@ from core.render import (
     summary_message,
     unaddressed_issues_message,
 )
-from core.summary import BLUE, cycle_summary_embed, escalation_embed
+from core.summary import AttemptDetail
 from core.verify import result_embed
 from core.vetting import AttemptRecord, ProposedAction
 from core.wire import Embed, EmbedField
@@ -176,6 +178,50 @@ def reminder_embed(
         ),
         color=level.color,
         footer=words.reminder_footer(action),
+    )
+
+
+# --- the cycle summary and the escalation -------------------------------------------------
+@degrades("workflow-complete summary", "embed")
+def cycle_summary_embed(cycle_id: str, rows: Sequence[Mapping[str, str]]) -> Embed:
+    fields = [
+        EmbedField(
+            name=words.summary_row_name(r)[:256],
+            value=words.summary_row_text(r, verdict=f"**{r['verdict']}**")[:1024],
+        )
+        for r in rows[:25]
+    ]
+    return Embed(
+        title=words.cycle_summary_title(len(rows)),
+        description=words.verdict_tally(rows),
+        color=BLUE,
+        fields=fields,
+        footer=f"cycle {cycle_id}",
+    )
+
+
+@degrades("escalation", "embed")
+def escalation_embed(
+    issue: Issue, history: Sequence[AttemptDetail], policy: Policy, *, cycle_id: str
+) -> Embed:
+    """The issue as a manual issue: automatic remediation gave up, here is what it tried."""
+    counted = [a for a in history if a.counts]
+    lines = [
+        f"{a.at.isoformat(timespec='seconds')}  {a.catalog_key:<16} {a.outcome:<12} "
+        f"{a.explanation[:120]}"
+        for a in history[-10:]
+    ]
+    return Embed(
+        title=words.escalation_title(issue)[:256],
+        description=words.escalation_text(len(counted), policy),
+        color=RED,
+        fields=[
+            EmbedField(name=words.HOST, value=f"`{issue.host}`", inline=True),
+            EmbedField(name=words.ISSUE, value=f"`{issue.fingerprint}`"[:1024], inline=True),
+            EmbedField(name=words.NOW_LABEL, value=(issue.summary or "-")[:1024]),
+            EmbedField(name=words.ATTEMPT_HISTORY, value=quoted("\n".join(lines) or "-", 1000)),
+        ],
+        footer=f"cycle {cycle_id}",
     )
 
 

@@ -10,7 +10,7 @@ reminder's words are here too (a channel renders them).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from core.action_run import FailedRun
@@ -23,6 +23,7 @@ from core.launch import (
     RunnerRefused,
 )
 from core.liveness import MAX_CONTINUATIONS
+from core.models import Issue
 from core.notice import Moment, Notice, Part, Quoted, Tone
 from core.policy import Policy, RiskLevel
 from core.records import ActionStatus, Decision
@@ -497,3 +498,53 @@ def outcome_text(decision: Decision) -> str:
             "it runs" if approved else "will not run"
         )
     return f"{verb} ({decision.via}, {decision.decider}){comment}"
+
+
+# --- the cycle summary and the escalation of an issue out of attempts ---------------------
+def cycle_summary_title(count: int) -> str:
+    return f"🏁 Workflow complete: {count} action(s) of this cycle ended"
+
+
+def summary_row_name(row: Mapping[str, str]) -> str:
+    return f"{row['action']} on {row['host']}"
+
+
+def summary_row_text(row: Mapping[str, str], *, verdict: str) -> str:
+    """One action's line; `verdict` as the channel emphasises it."""
+    return (
+        f"{row['decision']}; job {row['job']} ({row['job_seconds']} s); "
+        f"verdict {verdict}; decided in {row['decision_seconds']} s, "
+        f"{row['total_seconds']} s in all"
+    )
+
+
+def verdict_tally(rows: Sequence[Mapping[str, str]]) -> str | None:
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    tally = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    return f"Verdicts: {tally}." if rows else None
+
+
+def _window_text(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
+def escalation_title(issue: Issue) -> str:
+    return f"🆘 Manual issue: {issue.check.value} {issue.subject} on {issue.host} — out of attempts"
+
+
+def escalation_text(counted: int, policy: Policy) -> str:
+    return (
+        f"{counted} failed or ineffective attempt(s) in the last "
+        f"{_window_text(policy.attempt_window_seconds)} (limit "
+        f"{policy.attempts_per_window}). No further action will be proposed for this "
+        "issue until the window passes; please look at it by hand."
+    )
+
+
+ISSUE, NOW_LABEL, ATTEMPT_HISTORY = "Issue", "Now", "Attempt history"
