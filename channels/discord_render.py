@@ -32,8 +32,9 @@ from core.messages import (
 )
 from core.models import Issue
 from core.notice import Moment, Notice, Part, Quoted, Tone
-from core.params import parameters_json
+from core.params import code_span, parameters_json
 from core.policy import Policy, RiskLevel
+from core.records import Decision
 from core.render import (
     BLUE,
     GREEN,
@@ -48,9 +49,9 @@ from core.render import (
     unaddressed_issues_message,
 )
 from core.summary import AttemptDetail
-from core.verify import result_embed
+from core.verify import Verification, full_explanation
 from core.vetting import AttemptRecord, ProposedAction
-from core.wire import Embed, EmbedField
+from core.wire import Embed, EmbedField, JobState
 
 TONE_COLORS = {
     Tone.ALERT: RED,
@@ -222,6 +223,72 @@ def escalation_embed(
             EmbedField(name=words.ATTEMPT_HISTORY, value=quoted("\n".join(lines) or "-", 1000)),
         ],
         footer=f"cycle {cycle_id}",
+    )
+
+
+# --- an action's result -------------------------------------------------------------------
+VERDICT_COLORS = {"effective": 0x2ECC71, "ineffective": 0xE74C3C, "inconclusive": 0xF1C40F}
+
+
+@degrades("action result", "embed")
+def result_embed(
+    *,
+    action: ProposedAction,
+    decision: Decision,
+    job_id: str | None,
+    job_url: str | None,
+    job_state: JobState,
+    duration_s: float | None,
+    verification: Verification,
+    output_tail: str,
+) -> Embed:
+    """The structured result of one action, coloured by verdict."""
+    verdict = verification.verdict
+    job = f"`{job_id}`" if job_id else "-"
+    if job_url:
+        job += f" ([{words.OPEN}]({job_url}))"
+    succeeded = job_state == JobState.SUCCESSFUL
+    state = f"{job_state}" if succeeded else f"**{job_state}**"
+    fields = [
+        EmbedField(
+            name=words.ACTION,
+            value=f"`{action.catalog_key}` "
+            + code_span(parameters_json(action.parameters), 1000 - len(action.catalog_key)),
+            inline=False,
+        ),
+        EmbedField(name=words.HOST, value=f"`{action.host}`", inline=True),
+        EmbedField(
+            name=words.APPROVED if decision.decision == "approve" else words.DECISION,
+            value=words.decided_text(decision)[:1024],
+            inline=True,
+        ),
+        EmbedField(name=words.JOB, value=job[:1024], inline=True),
+        EmbedField(name=words.JOB_STATE, value=state, inline=True),
+        EmbedField(
+            name=words.DURATION,
+            value="-" if duration_s is None else f"{duration_s:.1f} s",
+            inline=True,
+        ),
+        EmbedField(
+            name=words.METRIC_BEFORE_AFTER,
+            value="\n".join(verification.recheck.metric_lines())[:1024],
+            inline=False,
+        ),
+        EmbedField(
+            name=words.verdict_label(verdict),
+            value=words.verdict_text(full_explanation(verification), verification.recheck.detail)[
+                :1024
+            ],
+        ),
+        EmbedField(
+            name=words.LAST_OUTPUT, value=quoted(output_tail[-900:] or words.NO_OUTPUT, 950)
+        ),
+    ]
+    return Embed(
+        title=words.result_title(verdict, action, job_state, succeeded)[:256],
+        color=VERDICT_COLORS[verdict],
+        fields=fields,
+        footer=words.reminder_footer(action),
     )
 
 

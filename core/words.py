@@ -548,3 +548,44 @@ def escalation_text(counted: int, policy: Policy) -> str:
 
 
 ISSUE, NOW_LABEL, ATTEMPT_HISTORY = "Issue", "Now", "Attempt history"
+
+
+# --- an action's result -------------------------------------------------------------------
+VERDICT_ICONS = {"effective": "✅", "ineffective": "❌", "inconclusive": "❔"}
+APPROVED, DECISION, JOB, JOB_STATE, DURATION = (
+    "Approved",
+    "Decision",
+    "Job",
+    "Job state",
+    "Duration",
+)
+METRIC_BEFORE_AFTER, LAST_OUTPUT, NO_OUTPUT = "Metric before → after", "Last output lines", "(none)"
+OPEN = "open"
+
+
+def decided_text(decision: Decision) -> str:
+    """Who decided, and how: "alice (in Discord)" (`via` is where the decision was made)."""
+    how = {
+        "discord": "in Discord",
+        "ui": "in the Prefect UI",
+        "deadline": "by deadline default",
+        "operator": "by operator",
+    }.get(decision.via, decision.via)
+    return f"{decision.decider} ({how})"
+
+
+def verdict_label(verdict: str) -> str:
+    return f"Verdict: {verdict}"
+
+
+def verdict_text(explanation: str, detail: str) -> str:
+    """The explanation, and the re-check's own finding when it is not already said."""
+    text = explanation
+    if detail and detail not in text:
+        text = f"{text}\nRe-check: {detail}" if text else f"Re-check: {detail}"
+    return text or "-"
+
+
+def result_title(verdict: str, action: ProposedAction, job_state: str, succeeded: bool) -> str:
+    job_note = "" if succeeded else f" (job {job_state})"
+    return f"{VERDICT_ICONS[verdict]} {verdict.upper()}: {_on(action)}{job_note}"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from channels.discord_render import approval_embed, embeds, reminder_embed
+from channels.discord_render import approval_embed, embeds, reminder_embed, result_embed
 from clients.discord import embeds_json
 from core import render
 from core.analysis import ModelAction
@@ -31,7 +31,7 @@ from core.params import code_span, inline, parameters_inline, parameters_json, v
 from core.policy import RiskRegister, load_policy, policy_hash
 from core.records import ActionRecord, ActionStatus, Decision, JobRecord
 from core.report import ActionOutcome, CycleOutcome, CycleReport, cycle_markdown
-from core.verify import action_report, result_embed
+from core.verify import action_report
 from core.vetting import ProposedAction, vet_actions
 from core.wire import Embed
 from sandbox.discord_payload import check_message
