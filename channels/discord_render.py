@@ -13,6 +13,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from channels.discord_listings import (
+    BLUE,
+    GREEN,
+    GREY,
+    ORANGE,
+    RED,
+    analysis_unavailable_message,
+    manual_issues_message,
+    no_action_needed_message,
+    quoted,
+    summary_message,
+    unaddressed_issues_message,
+)
 from core import words
 from core.approval import deadline_outcome
 from core.approvers import Approvers
@@ -35,19 +48,6 @@ from core.notice import Moment, Notice, Part, Quoted, Tone
 from core.params import code_span, parameters_json
 from core.policy import Policy, RiskLevel
 from core.records import Decision
-from core.render import (
-    BLUE,
-    GREEN,
-    GREY,
-    ORANGE,
-    RED,
-    analysis_unavailable_message,
-    manual_issues_message,
-    no_action_needed_message,
-    quoted,
-    summary_message,
-    unaddressed_issues_message,
-)
 from core.summary import AttemptDetail
 from core.verify import Verification, full_explanation
 from core.vetting import AttemptRecord, ProposedAction

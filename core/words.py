@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from core.action_run import FailedRun
+from core.analysis import ManualIssue
 from core.launch import (
     MARKER_KEY,
     JobRefused,
@@ -589,3 +590,82 @@ def verdict_text(explanation: str, detail: str) -> str:
 def result_title(verdict: str, action: ProposedAction, job_state: str, succeeded: bool) -> str:
     job_note = "" if succeeded else f" (job {job_state})"
     return f"{VERDICT_ICONS[verdict]} {verdict.upper()}: {_on(action)}{job_note}"
+
+
+# --- the cycle's listings: manual issues, proposals, no action needed, not addressed -----
+MANUAL_ISSUES_TEXT = "These were not remediated automatically."
+RECOMMENDATION, WHY, INVESTIGATE_BY_HAND = "Recommendation:", "Why:", "Investigate by hand."
+EXCERPT_OF_ANSWER, ANALYSIS_SUMMARY = "Excerpt of the answer:", "Summary of the analysis:"
+READER_NOTES = "What the reader repaired or dropped:"
+NO_ACTION_TEXT = (
+    "The analysis looked at these issues and found nothing to do; each is named with "
+    "its reason. Nothing was run. They are not reported again while they persist "
+    "(within the dedup TTL)."
+)
+NOT_ADDRESSED_TEXT = (
+    "The analysis did not address these issues: no proposed action, manual issue or "
+    "'no action needed' named them. They were not remediated; look at them by hand."
+)
+
+
+def manual_issue_name(m: ManualIssue) -> str:
+    return f"{m.host} · {m.severity}"
+
+
+def manual_issues_title(count: int) -> str:
+    return f"📋 {count} issue(s) need a human"
+
+
+def analysis_unavailable_note(reason: str) -> str:
+    return f"⚠️ Analysis unavailable: {reason}"
+
+
+def analysis_unavailable_title(manual_title: str) -> str:
+    """The manual-issues title, marked as the fallback of an unavailable analysis."""
+    return "⚠️ " + manual_title.removeprefix("📋 ")
+
+
+def proposal_line(n: int, action: ProposedAction, *, key: str, host: str) -> str:
+    """One proposed action; `key` and `host` as the channel marks them."""
+    return f"{n}. {key} on {host} — risk {action.risk.value}"
+
+
+def more_proposals(count: int) -> str:
+    return f"… and {count} more (each is asked for below)"
+
+
+def proposal_summary_title(count: int) -> str:
+    return f"📊 {count} remediation actions proposed"
+
+
+def proposal_summary_footer(cycle_id: str) -> str:
+    return f"cycle {cycle_id} · each action is approved separately below"
+
+
+def more_issues_not_listed(count: int) -> str:
+    return (
+        f"… and {count} more issue(s) not listed here (the cycle report in Prefect "
+        "lists every issue)."
+    )
+
+
+def no_action_field(count: int) -> str:
+    return f"{count} issue(s) — no action needed"
+
+
+def no_action_title(count: int) -> str:
+    return f"✅ {count} issue(s) need no action"
+
+
+def unaddressed_line(issue: Issue) -> str:
+    return f"{issue.severity.value} · {issue.fingerprint}" + (
+        f" — {issue.summary}" if issue.summary else ""
+    )
+
+
+def host_issues(host: str, count: int) -> str:
+    return f"{host} · {count} issue(s)"
+
+
+def not_addressed_title(count: int) -> str:
+    return f"⚠️ {count} issue(s) not addressed by the analysis need a human"

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from channels import discord_listings as render
 from channels.discord_render import approval_embed, embeds, reminder_embed, result_embed
 from clients.discord import embeds_json
-from core import render
 from core.analysis import ModelAction
 from core.approval import approval_markdown
 from core.approvers import Approvers
