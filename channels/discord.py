@@ -17,6 +17,7 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger, get_run_logger
 
 from blocks.discord import DiscordBot
+from channels.discord_fallback import fallback_notices
 from channels.discord_render import embeds
 from channels.port import Ballot, Posted, Reaction
 from clients.discord import DiscordClient
@@ -30,7 +31,6 @@ from core.approval import (
     roles_needed,
 )
 from core.approvers import Approvers
-from core.fallback import fallback_notices
 from core.messages import ApprovalCard, ChatMessage, DecisionOutcome, Reminder, RequestUpdate
 from core.records import ApprovalRequest
 from core.wire import Embed

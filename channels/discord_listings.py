@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from channels.discord_fallback import degrades
 from core import words
 from core.analysis import ManualIssue
-from core.fallback import degrades
 from core.models import Issue
 from core.params import code_span, parameters_inline
 from core.vetting import ProposedAction

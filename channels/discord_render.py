@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from channels.discord_fallback import degrades
 from channels.discord_listings import (
     BLUE,
     GREEN,
@@ -29,7 +30,6 @@ from channels.discord_listings import (
 from core import words
 from core.approval import deadline_outcome
 from core.approvers import Approvers
-from core.fallback import degrades
 from core.messages import (
     AnalysisUnavailable,
     ApprovalCard,
@@ -129,6 +129,7 @@ def approval_embed(
     """The approval request posted to Discord (react ✅ or ❌)."""
     ts = int(deadline.timestamp())
     when = f"<t:{ts}:R> (<t:{ts}:f>)"
+    outcome = deadline_outcome(level, action)
     fields = [
         EmbedField(name=words.HOST, value=f"`{action.host}`", inline=True),
         EmbedField(name=words.RISK, value=words.risk_text(level, action), inline=True),
@@ -141,7 +142,7 @@ def approval_embed(
         EmbedField(name=words.WHO_MAY_APPROVE, value=approvers_text(approvers)[:1024]),
         EmbedField(
             name=words.DEADLINE,
-            value=words.deadline_then(when, deadline_outcome(level, action)),
+            value=words.deadline_then(when, outcome),
         ),
     ]
     if action.notes:
@@ -167,14 +168,16 @@ def reminder_embed(
     message_url: str | None = None,
 ) -> Embed:
     """The one reminder posted before the deadline."""
+    when = f"<t:{int(deadline.timestamp())}:R>"
+    outcome = deadline_outcome(level, action)
     where = f"[the request]({message_url})" if message_url else words.THE_REQUEST_ABOVE
     return Embed(
         title=words.reminder_title(action)[:256],
         description=words.reminder_text(
             level,
-            deadline_outcome(level, action),
+            outcome,
             approvals,
-            when=f"<t:{int(deadline.timestamp())}:R>",
+            when=when,
             where=where,
         ),
         color=level.color,

@@ -669,3 +669,8 @@ def host_issues(host: str, count: int) -> str:
 
 def not_addressed_title(count: int) -> str:
     return f"⚠️ {count} issue(s) not addressed by the analysis need a human"
+
+
+# --- a message that could not be rendered -------------------------------------------------
+def plain_fallback_title(what: str) -> str:
+    return f"⚠️ {what} (plain-text fallback)"

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from channels import discord_listings as render
+from channels.discord_fallback import FallbackEmbed, degrades, fallback_notices, render_or_plain
 from channels.discord_render import approval_embed, embeds, reminder_embed, result_embed
 from clients.discord import embeds_json
 from core.analysis import ModelAction
 from core.approval import approval_markdown
 from core.approvers import Approvers
-from core.fallback import FallbackEmbed, degrades, fallback_notices, render_or_plain
 from core.messages import ApprovalCard, ProposalSummary, ResultCard
 from core.models import CheckName
 from core.params import code_span, inline, parameters_inline, parameters_json, value_text
