@@ -46,14 +46,15 @@ def rejected(action: ProposedAction, decision: Decision) -> Notice:
     )
 
 
-def still_gated(action: ProposedAction, level: RiskLevel) -> Notice:
-    """A Prefect UI approve the risk level does not accept."""
+def still_gated(action: ProposedAction, level: RiskLevel, *, channel: str) -> Notice:
+    """A Prefect UI approve the risk level does not accept (`channel`: where people
+    decide, by its title)."""
     return Notice(
         title=f"🔒 Still gated: {_on(action)}",
         text=[
             f"An approval from the Prefect UI is not sufficient for {action.risk.value}-risk "
             f"actions. `{action.catalog_key}` on `{action.host}` stays gated until "
-            f"{level.approvers_needed} approvers react ✅ in Discord (or someone rejects)."
+            f"{level.approvers_needed} approvers react ✅ in {channel} (or someone rejects)."
         ],
         risk=level,
     )
