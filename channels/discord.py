@@ -18,7 +18,7 @@ from prefect.logging import get_logger, get_run_logger
 
 from blocks.discord import DiscordBot
 from channels.discord_fallback import fallback_notices
-from channels.discord_render import embeds
+from channels.discord_render import embeds, message_url
 from channels.port import Ballot, Posted, Reaction
 from clients.discord import DiscordClient
 from clients.errors import DiscordNotFound, UpstreamError
@@ -26,7 +26,6 @@ from core.approval import (
     APPROVE,
     REJECT,
     may_approve,
-    message_url,
     request_channel,
     roles_needed,
 )

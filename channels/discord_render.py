@@ -1,11 +1,13 @@
 """Channel-neutral messages (`core.messages`) as Discord embeds: pure, no I/O.
 
-Each message kind is rendered by its Discord renderer (the approval card, the reminder,
-the result, the summaries and the issue listings are `core`'s embed renderers, with
-their plain-text fallback from `core.fallback`); a `Notice`'s parts become Markdown here:
-untrusted parts as inert code blocks, moments as `<t:…:R>` with the UTC time. Discord's
-limits (256-character titles, 4,096 of description) are applied here, and the client
-sends every message with `allowed_mentions: {parse: []}`.
+Each message kind has its Discord renderer here (the approval card, the reminder, the
+result, the cycle summary, the escalation; the issue listings in
+`channels.discord_listings`), each degrading to a plain-text embed
+(`channels.discord_fallback`); every word comes from `core.words`. A `Notice`'s parts
+become Markdown: untrusted parts as inert code blocks, moments as `<t:…:R>` with the UTC
+time, approvers as `<@id>` / `<@&id>` mentions. Discord's limits (256-character titles,
+1,024 a field, 4,096 of description) are applied here, and the client sends every message
+with `allowed_mentions: {parse: []}`.
 """
 
 from __future__ import annotations
@@ -88,6 +90,13 @@ def notice_embed(notice: Notice) -> Embed:
         color=color,
         footer=f"cycle {notice.cycle_id}" if notice.cycle_id else None,
     )
+
+
+def message_url(guild_id: str | None, channel_id: str, message_id: str) -> str | None:
+    """A link to a Discord message (needs the guild id; None without it)."""
+    if not guild_id:
+        return None
+    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
 
 
 # --- the approval card and its reminder ---------------------------------------------------

@@ -1,12 +1,13 @@
 """Approval: what humans are shown, and how their reactions become one decision.
 
-The Discord embed and the Prefect resume form show the same proposal and policy hash,
-so approvers know they are deciding the same thing. `tally` is the pure core of the
+The chat channel's approval card (`core.messages.ApprovalCard`, rendered by the channel's
+adapter) and the Prefect resume form show the same proposal and policy hash, so approvers
+know they are deciding the same thing. `tally` is the pure core of the
 listener: bots and people outside the approver list never count, ❌ beats ✅, a removed
 reaction no longer counts, high risk needs a quorum of distinct approvers, and at the
 deadline votes count as they stood then. `deadline_decision` is the register's default
 (never "run" for a request that did not reach Discord), `reminder_due` times the one
-reminder, and `outcome_text` is what the approval message is edited to show.
+reminder (what the approval message is edited to show is `core.words.outcome_text`).
 
 The listener's other rules live here too, pure, for `tasks.approvals` to call: who may
 approve (`roles_needed`, `may_approve`), what Prefect's answer to a resume means
@@ -335,13 +336,6 @@ def run_to_confirm(record: ActionRecord, paused: Container[str]) -> str | None:
 def request_channel(request: ApprovalRequest, approvals_channel_id: str) -> str:
     """The channel the request was posted in (older records: the approvals channel)."""
     return request.channel_id or approvals_channel_id
-
-
-def message_url(guild_id: str | None, channel_id: str, message_id: str) -> str | None:
-    """A link to a Discord message (needs the guild id; None without it)."""
-    if not guild_id:
-        return None
-    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
 
 
 def operator_answer(record: ActionRecord, now: datetime, *, decider: str, comment: str) -> Decision:

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from channels.discord_render import message_url
 from core.approval import (
     APPROVE,
     DELETED_AT_DEADLINE,
@@ -19,7 +20,6 @@ from core.approval import (
     deadline_decision,
     decide,
     may_approve,
-    message_url,
     operator_answer,
     reminder_due,
     request_channel,
