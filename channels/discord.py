@@ -18,7 +18,7 @@ from prefect.logging import get_logger, get_run_logger
 
 from blocks.discord import DiscordBot
 from channels.discord_fallback import fallback_notices
-from channels.discord_render import embeds, message_url
+from channels.discord_render import CHANNEL, embeds, message_url
 from channels.port import Ballot, Posted, Reaction
 from clients.discord import DiscordClient
 from clients.errors import DiscordNotFound, UpstreamError
@@ -48,7 +48,7 @@ class DiscordChannel:
     """The approvals channel of one Discord bot (`blocks.discord.DiscordBot`)."""
 
     name = "discord"
-    title = "Discord"
+    title = CHANNEL  # how the words name this channel ("react ✅ in Discord")
 
     def __init__(self, bot: DiscordBot, client: DiscordClient) -> None:
         self.bot, self.client = bot, client
