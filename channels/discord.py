@@ -17,20 +17,19 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger, get_run_logger
 
 from blocks.discord import DiscordBot
-from channels.discord_render import embeds
+from channels.discord_fallback import fallback_notices
+from channels.discord_render import CHANNEL, embeds, message_url
 from channels.port import Ballot, Posted, Reaction
 from clients.discord import DiscordClient
 from clients.errors import DiscordNotFound, UpstreamError
 from core.approval import (
     APPROVE,
     REJECT,
-    Approvers,
     may_approve,
-    message_url,
     request_channel,
     roles_needed,
 )
-from core.fallback import fallback_notices
+from core.approvers import Approvers
 from core.messages import ApprovalCard, ChatMessage, DecisionOutcome, Reminder, RequestUpdate
 from core.records import ApprovalRequest
 from core.wire import Embed
@@ -49,7 +48,7 @@ class DiscordChannel:
     """The approvals channel of one Discord bot (`blocks.discord.DiscordBot`)."""
 
     name = "discord"
-    title = "Discord"
+    title = CHANNEL  # how the words name this channel ("react ✅ in Discord")
 
     def __init__(self, bot: DiscordBot, client: DiscordClient) -> None:
         self.bot, self.client = bot, client

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from pydantic import Field
 
-from core.approval import Approvers
+from core.approvers import Approvers
 from core.messages import ApprovalCard, ChatMessage, RequestUpdate
 from core.models import Frozen
 from core.records import ApprovalRequest

@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from core.models import Verdict
 from core.records import ActionRecord, ActionStatus, Decision
-from core.verify import Verdict
 from core.wire import JobState
 
 

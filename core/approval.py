@@ -1,12 +1,13 @@
 """Approval: what humans are shown, and how their reactions become one decision.
 
-The Discord embed and the Prefect resume form show the same proposal and policy hash,
-so approvers know they are deciding the same thing. `tally` is the pure core of the
+The chat channel's approval card (`core.messages.ApprovalCard`, rendered by the channel's
+adapter) and the Prefect resume form show the same proposal and policy hash, so approvers
+know they are deciding the same thing. `tally` is the pure core of the
 listener: bots and people outside the approver list never count, ❌ beats ✅, a removed
 reaction no longer counts, high risk needs a quorum of distinct approvers, and at the
 deadline votes count as they stood then. `deadline_decision` is the register's default
 (never "run" for a request that did not reach Discord), `reminder_due` times the one
-reminder, and `outcome_text` is what the approval message is edited to show.
+reminder (what the approval message is edited to show is `core.words.outcome_text`).
 
 The listener's other rules live here too, pure, for `tasks.approvals` to call: who may
 approve (`roles_needed`, `may_approve`), what Prefect's answer to a resume means
@@ -24,32 +25,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from core.approvers import Approvers
 from core.fallback import degrades
 from core.models import Frozen
-from core.params import code_span, parameters_json, value_text
+from core.params import code_span, value_text
 from core.policy import RiskLevel
 from core.records import ActionRecord, ApprovalRequest, Decision, Vote
-from core.render import quoted
-from core.vetting import AttemptRecord, ProposedAction
-from core.wire import Embed, EmbedField
+from core.vetting import ProposedAction
 
 APPROVE, REJECT = "✅", "❌"
-
-
-class Approvers(Frozen):
-    """Who may decide in Discord (from the Discord block)."""
-
-    user_ids: list[str] = []
-    role_ids: list[str] = []
-    any_member: bool = False
-
-    def describe(self) -> str:
-        who = [f"<@{u}>" for u in self.user_ids] + [f"<@&{r}>" for r in self.role_ids]
-        if who:
-            return ", ".join(who)
-        if self.any_member:
-            return "any member of this channel"
-        return "nobody from Discord (no approvers configured): use the Prefect UI"
 
 
 def deadline_outcome(level: RiskLevel, action: ProposedAction) -> Literal["run", "skip"]:
@@ -58,61 +42,6 @@ def deadline_outcome(level: RiskLevel, action: ProposedAction) -> Literal["run",
     if level.default_at_deadline == "run" and action.deadline_default_may_run:
         return "run"
     return "skip"
-
-
-def _evidence(action: ProposedAction) -> str:
-    # Summaries carry label values from the hosts (unit names, mountpoints): data.
-    lines = [f"• {i.summary or i.fingerprint}" for i in action.issues[:10]]
-    return quoted("\n".join(lines), 1000) if lines else "-"
-
-
-def _history(records: Sequence[AttemptRecord]) -> str:
-    if not records:
-        return "no earlier attempts"
-    return "\n".join(f"{r.at:%Y-%m-%d %H:%M} UTC: {r.outcome}" for r in records[-5:])
-
-
-@degrades("approval request", "embed")
-def approval_embed(
-    action: ProposedAction,
-    level: RiskLevel,
-    *,
-    deadline: datetime,
-    approvers: Approvers,
-    history: Sequence[AttemptRecord],
-    ui_url: str | None,
-) -> Embed:
-    """The approval request posted to Discord (react ✅ or ❌)."""
-    ts = int(deadline.timestamp())
-    at_deadline = (
-        "runs automatically" if deadline_outcome(level, action) == "run" else "will not run"
-    )
-    quorum = f" ({level.approvers_needed} approvers needed)" if level.approvers_needed > 1 else ""
-    fields = [
-        EmbedField(name="Host", value=f"`{action.host}`", inline=True),
-        EmbedField(name="Risk", value=f"{level.emoji} {action.risk.value}{quorum}", inline=True),
-        EmbedField(name="Action", value=f"`{action.catalog_key}`", inline=True),
-        EmbedField(name="Parameters", value=quoted(parameters_json(action.parameters), 900)),
-        EmbedField(name="Issue and evidence", value=_evidence(action)),
-        EmbedField(name="Reason (Claude)", value=quoted(action.reason or "-", 900)),
-        EmbedField(name="Expected outcome", value=quoted(action.expected_outcome or "-", 900)),
-        EmbedField(name="Earlier attempts on this issue", value=_history(history)[:1024]),
-        EmbedField(name="Who may approve", value=approvers.describe()[:1024]),
-        EmbedField(name="Deadline", value=f"<t:{ts}:R> (<t:{ts}:f>) — then it {at_deadline}"),
-    ]
-    if action.notes:
-        fields.append(EmbedField(name="Policy notes", value="\n".join(action.notes)[:1024]))
-    if ui_url:
-        fields.append(
-            EmbedField(name="Prefect", value=f"[Open the run in the Prefect UI]({ui_url})")
-        )
-    return Embed(
-        title=f"{level.emoji} Approve {action.catalog_key} on {action.host}? React ✅ or ❌",
-        color=level.color,
-        fields=fields,
-        url=ui_url,
-        footer=f"action {action.action_id} · policy {action.policy_hash}",
-    )
 
 
 @degrades("approval form", "markdown")
@@ -353,54 +282,6 @@ def reminder_due(
     return (deadline - now).total_seconds() <= lead
 
 
-@degrades("approval reminder", "embed")
-def reminder_embed(
-    action: ProposedAction,
-    level: RiskLevel,
-    *,
-    deadline: datetime,
-    approvals: Sequence[str] = (),
-    message_url: str | None = None,
-) -> Embed:
-    """The one reminder posted before the deadline."""
-    ts = int(deadline.timestamp())
-    then = "runs automatically" if deadline_outcome(level, action) == "run" else "will not run"
-    so_far = (
-        f" Approvals so far: {', '.join(approvals)} of {level.approvers_needed} needed."
-        if level.approvers_needed > 1
-        else ""
-    )
-    where = f"[the request]({message_url})" if message_url else "the request above"
-    return Embed(
-        title=f"⏳ Reminder: {action.catalog_key} on {action.host} awaits a decision"[:256],
-        description=(
-            f"The deadline is <t:{ts}:R>; then it {then}. React ✅ or ❌ on {where}.{so_far}"
-        ),
-        color=level.color,
-        footer=f"action {action.action_id}",
-    )
-
-
-def outcome_text(decision: Decision) -> str:
-    """The line the approval message is edited to show once a decision is applied."""
-    approved = decision.decision == "approve"
-    verb = "✅ Approved" if approved else "❌ Rejected"
-    comment = f" — {decision.comment}" if decision.comment and decision.via != "deadline" else ""
-    if decision.via == "discord":
-        return f"{verb} by {decision.decider}{comment}"
-    if decision.via == "ui":
-        return f"{verb} — decided in the Prefect UI{comment}"
-    if decision.via == "deadline":
-        if approved:
-            return "⏰ Deadline passed with no decision: ran by deadline default"
-        return "⏰ Deadline passed with no decision: will not run"
-    if decision.via == "operator":
-        return f"⛔ {verb} by operator ({decision.decider}){comment}: " + (
-            "it runs" if approved else "will not run"
-        )
-    return f"{verb} ({decision.via}, {decision.decider}){comment}"
-
-
 # --- the listener's rules ------------------------------------------------------------------
 DELETED_AT_DEADLINE = "deadline passed; the approval request was deleted from Discord"
 
@@ -455,13 +336,6 @@ def run_to_confirm(record: ActionRecord, paused: Container[str]) -> str | None:
 def request_channel(request: ApprovalRequest, approvals_channel_id: str) -> str:
     """The channel the request was posted in (older records: the approvals channel)."""
     return request.channel_id or approvals_channel_id
-
-
-def message_url(guild_id: str | None, channel_id: str, message_id: str) -> str | None:
-    """A link to a Discord message (needs the guild id; None without it)."""
-    if not guild_id:
-        return None
-    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
 
 
 def operator_answer(record: ActionRecord, now: datetime, *, decider: str, comment: str) -> Decision:

@@ -12,65 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from core.analysis import ManualIssue
-from core.approval import Approvers, outcome_text
+from core.approvers import Approvers
 from core.models import Frozen, Issue
+from core.notice import Moment, Notice, Part, Quoted, Untrusted
 from core.policy import Policy, RiskLevel
 from core.records import ApprovalRequest, Decision
 from core.summary import AttemptDetail
 from core.verify import Verification
 from core.vetting import AttemptRecord, ProposedAction
 from core.wire import JobState
-
-# Text from hosts, logs or the model: an adapter shows it only as inert data (a code
-# block, escaped), never as markup that could ping, link or break out.
-Untrusted = Annotated[str, Field(json_schema_extra={"untrusted": True})]
-
-
-class Tone(StrEnum):
-    """How a notice reads at a glance (an adapter maps it to its colours or icons)."""
-
-    ALERT = "alert"
-    WARNING = "warning"
-    INFO = "info"
-    OK = "ok"
-    QUIET = "quiet"
-
-
-class Quoted(Frozen):
-    """Untrusted text inside a notice, shown as an inert block of at most `limit` chars."""
-
-    kind: Literal["quoted"] = "quoted"
-    text: Untrusted
-    limit: int = 900
-
-
-class Moment(Frozen):
-    """A point in time inside a notice (Discord: relative `<t:…:R>` and the UTC time)."""
-
-    kind: Literal["moment"] = "moment"
-    at: datetime
-
-
-Part = str | Quoted | Moment
-
-
-class Notice(Frozen):
-    """A titled notice: the words (`core.words`) as parts, trusted text as `str`."""
-
-    kind: Literal["notice"] = "notice"
-    title: str
-    text: list[Part]
-    tone: Tone = Tone.ALERT
-    risk: RiskLevel | None = Field(
-        default=None, description="Shown in the risk level's colour instead of the tone's."
-    )
-    cycle_id: str | None = None
+from core.words import outcome_text
 
 
 class ApprovalCard(Frozen):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -23,6 +23,10 @@ def require_aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("datetime must be timezone-aware")
     return value
+
+
+# What verification concludes about an action (`core.verify`).
+Verdict = Literal["effective", "ineffective", "inconclusive"]
 
 
 class Risk(StrEnum):

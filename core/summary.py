@@ -7,14 +7,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from core.fallback import degrades
-from core.models import Issue
 from core.policy import Policy
 from core.records import ActionRecord
-from core.render import quoted
 from core.vetting import AttemptRecord
-from core.wire import Embed, EmbedField
-
-BLUE, RED = 0x3498DB, 0xE74C3C
 
 
 # --- the cycle summary ---------------------------------------------------------------
@@ -54,32 +49,6 @@ def cycle_summary_rows(
     return rows
 
 
-@degrades("workflow-complete summary", "embed")
-def cycle_summary_embed(cycle_id: str, rows: Sequence[Mapping[str, str]]) -> Embed:
-    fields = [
-        EmbedField(
-            name=f"{r['action']} on {r['host']}"[:256],
-            value=(
-                f"{r['decision']}; job {r['job']} ({r['job_seconds']} s); "
-                f"verdict **{r['verdict']}**; decided in {r['decision_seconds']} s, "
-                f"{r['total_seconds']} s in all"
-            )[:1024],
-        )
-        for r in rows[:25]
-    ]
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
-    tally = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-    return Embed(
-        title=f"🏁 Workflow complete: {len(rows)} action(s) of this cycle ended",
-        description=f"Verdicts: {tally}." if rows else None,
-        color=BLUE,
-        fields=fields,
-        footer=f"cycle {cycle_id}",
-    )
-
-
 @degrades("workflow-complete summary", "markdown")
 def cycle_summary_markdown(cycle_id: str, rows: Sequence[Mapping[str, str]]) -> str:
     head = (
@@ -116,42 +85,3 @@ def exhausted(
         if len(counted) >= policy.attempts_per_window:
             out[fp] = counted
     return out
-
-
-def _window_text(seconds: int) -> str:
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600} h"
-    if seconds % 60 == 0:
-        return f"{seconds // 60} min"
-    return f"{seconds} s"
-
-
-@degrades("escalation", "embed")
-def escalation_embed(
-    issue: Issue, history: Sequence[AttemptDetail], policy: Policy, *, cycle_id: str
-) -> Embed:
-    """The issue as a manual issue: automatic remediation gave up, here is what it tried."""
-    counted = [a for a in history if a.counts]
-    lines = [
-        f"{a.at.isoformat(timespec='seconds')}  {a.catalog_key:<16} {a.outcome:<12} "
-        f"{a.explanation[:120]}"
-        for a in history[-10:]
-    ]
-    return Embed(
-        title=f"🆘 Manual issue: {issue.check.value} {issue.subject} on {issue.host} — "
-        f"out of attempts"[:256],
-        description=(
-            f"{len(counted)} failed or ineffective attempt(s) in the last "
-            f"{_window_text(policy.attempt_window_seconds)} (limit "
-            f"{policy.attempts_per_window}). No further action will be proposed for this "
-            "issue until the window passes; please look at it by hand."
-        ),
-        color=RED,
-        fields=[
-            EmbedField(name="Host", value=f"`{issue.host}`", inline=True),
-            EmbedField(name="Issue", value=f"`{issue.fingerprint}`"[:1024], inline=True),
-            EmbedField(name="Now", value=(issue.summary or "-")[:1024]),
-            EmbedField(name="Attempt history", value=quoted("\n".join(lines) or "-", 1000)),
-        ],
-        footer=f"cycle {cycle_id}",
-    )

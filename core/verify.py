@@ -28,20 +28,19 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
+from core import words
 from core.checks import SPECS, CheckKind, DetectionSettings, base_queries, promql_string, spec_of
 from core.detect import COMPARE, host_name
 from core.fallback import degrades
-from core.models import Frozen, Issue
+from core.models import Frozen, Issue, Verdict
 from core.params import code_span, parameters_json
 from core.records import ActionRecord, Decision
-from core.render import quoted
 from core.vetting import ProposedAction
-from core.wire import ClaudeReply, Embed, EmbedField, JobState, Sample
+from core.wire import ClaudeReply, JobState, Sample
 
 VERDICT_TOOL = "submit_verdict"
-Verdict = Literal["effective", "ineffective", "inconclusive"]
 VERDICTS: tuple[str, ...] = ("effective", "ineffective", "inconclusive")
 MIN_RATE_SCRAPES = 2
 # Untrusted text must not open or close a section of the verification prompt.
@@ -348,88 +347,8 @@ def read_verdict(reply: ClaudeReply) -> tuple[Verdict, str] | None:
 
 
 # --- reporting -----------------------------------------------------------------------
-VERDICT_COLORS = {"effective": 0x2ECC71, "ineffective": 0xE74C3C, "inconclusive": 0xF1C40F}
-VERDICT_ICONS = {"effective": "✅", "ineffective": "❌", "inconclusive": "❔"}
-
-
-def decided_text(decision: Decision) -> str:
-    """Who decided, and how: "alice (in Discord)"."""
-    how = {
-        "discord": "in Discord",
-        "ui": "in the Prefect UI",
-        "deadline": "by deadline default",
-        "operator": "by operator",
-    }.get(decision.via, decision.via)
-    return f"{decision.decider} ({how})"
-
-
 def full_explanation(v: Verification) -> str:
     return f"{v.note}. {v.explanation}" if v.note else v.explanation
-
-
-def _verdict_text(v: Verification) -> str:
-    """The explanation, and the re-check's own finding when it is not already said."""
-    text = full_explanation(v)
-    detail = v.recheck.detail
-    if detail and detail not in text:
-        text = f"{text}\nRe-check: {detail}" if text else f"Re-check: {detail}"
-    return text or "-"
-
-
-@degrades("action result", "embed")
-def result_embed(
-    *,
-    action: ProposedAction,
-    decision: Decision,
-    job_id: str | None,
-    job_url: str | None,
-    job_state: JobState,
-    duration_s: float | None,
-    verification: Verification,
-    output_tail: str,
-) -> Embed:
-    """The structured result of one action, coloured by verdict."""
-    verdict = verification.verdict
-    job = f"`{job_id}`" if job_id else "-"
-    if job_url:
-        job += f" ([open]({job_url}))"
-    state = f"{job_state}" if job_state == JobState.SUCCESSFUL else f"**{job_state}**"
-    fields = [
-        EmbedField(
-            name="Action",
-            value=f"`{action.catalog_key}` "
-            + code_span(parameters_json(action.parameters), 1000 - len(action.catalog_key)),
-            inline=False,
-        ),
-        EmbedField(name="Host", value=f"`{action.host}`", inline=True),
-        EmbedField(
-            name="Approved" if decision.decision == "approve" else "Decision",
-            value=decided_text(decision)[:1024],
-            inline=True,
-        ),
-        EmbedField(name="Job", value=job[:1024], inline=True),
-        EmbedField(name="Job state", value=state, inline=True),
-        EmbedField(
-            name="Duration", value="-" if duration_s is None else f"{duration_s:.1f} s", inline=True
-        ),
-        EmbedField(
-            name="Metric before → after",
-            value="\n".join(verification.recheck.metric_lines())[:1024],
-            inline=False,
-        ),
-        EmbedField(name=f"Verdict: {verdict}", value=_verdict_text(verification)[:1024]),
-        EmbedField(name="Last output lines", value=quoted(output_tail[-900:] or "(none)", 950)),
-    ]
-    job_note = "" if job_state == JobState.SUCCESSFUL else f" (job {job_state})"
-    return Embed(
-        title=(
-            f"{VERDICT_ICONS[verdict]} {verdict.upper()}: {action.catalog_key} on "
-            f"{action.host}{job_note}"
-        )[:256],
-        color=VERDICT_COLORS[verdict],
-        fields=fields,
-        footer=f"action {action.action_id}",
-    )
 
 
 def _at(value: datetime | None) -> str:
@@ -472,7 +391,7 @@ def action_report(
         f"- notes: {'; '.join(a.notes) or 'none'}",
         "",
         "## Decision",
-        f"- {decision.decision} by {decided_text(decision)}"
+        f"- {decision.decision} by {words.decided_text(decision)}"
         + (f" — {decision.comment}" if decision.comment else ""),
         "",
         "## Job",

@@ -4,15 +4,17 @@ adapter renders them), and the lines of the reports' visible notices.
 
 The cards and listings with structure of their own (the approval card, the reminder, the
 result, the summaries and issue listings) are typed messages in `core.messages`; the
-decision a request is edited to show is `core.approval.outcome_text`.
+decision a request is edited to show is `outcome_text` here; the approval card's and the
+reminder's words are here too (a channel renders them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from core.action_run import FailedRun
+from core.analysis import ManualIssue
 from core.launch import (
     MARKER_KEY,
     JobRefused,
@@ -22,7 +24,8 @@ from core.launch import (
     RunnerRefused,
 )
 from core.liveness import MAX_CONTINUATIONS
-from core.messages import Moment, Notice, Part, Quoted, Tone
+from core.models import Issue
+from core.notice import Moment, Notice, Part, Quoted, Tone
 from core.policy import Policy, RiskLevel
 from core.records import ActionStatus, Decision
 from core.report import CycleReport
@@ -43,14 +46,15 @@ def rejected(action: ProposedAction, decision: Decision) -> Notice:
     )
 
 
-def still_gated(action: ProposedAction, level: RiskLevel) -> Notice:
-    """A Prefect UI approve the risk level does not accept."""
+def still_gated(action: ProposedAction, level: RiskLevel, *, channel: str) -> Notice:
+    """A Prefect UI approve the risk level does not accept (`channel`: where people
+    decide, by its title)."""
     return Notice(
         title=f"🔒 Still gated: {_on(action)}",
         text=[
             f"An approval from the Prefect UI is not sufficient for {action.risk.value}-risk "
             f"actions. `{action.catalog_key}` on `{action.host}` stays gated until "
-            f"{level.approvers_needed} approvers react ✅ in Discord (or someone rejects)."
+            f"{level.approvers_needed} approvers react ✅ in {channel} (or someone rejects)."
         ],
         risk=level,
     )
@@ -411,3 +415,263 @@ def gave_up_message(
         title=f"🛑 Not continued again: {_on(action)}",
         text=[f"{why}{job} Please check the runner and the host by hand."],
     )
+
+
+# --- the approval card, its reminder and the decision it is edited to show ----------------
+# Field labels of the approval card, in the order a channel shows them.
+HOST, RISK, ACTION, PARAMETERS = "Host", "Risk", "Action", "Parameters"
+EVIDENCE, REASON, EXPECTED = "Issue and evidence", "Reason (Claude)", "Expected outcome"
+HISTORY, WHO_MAY_APPROVE, DEADLINE = "Earlier attempts on this issue", "Who may approve", "Deadline"
+POLICY_NOTES, PREFECT, OPEN_IN_PREFECT = "Policy notes", "Prefect", "Open the run in the Prefect UI"
+NO_EARLIER_ATTEMPTS = "no earlier attempts"
+ANY_MEMBER = "any member of this channel"
+
+
+def at_deadline(outcome: str) -> str:
+    """What happens at the deadline (`core.approval.deadline_outcome`: run or skip)."""
+    return "runs automatically" if outcome == "run" else "will not run"
+
+
+def quorum_note(approvers_needed: int) -> str:
+    return f" ({approvers_needed} approvers needed)" if approvers_needed > 1 else ""
+
+
+def risk_text(level: RiskLevel, action: ProposedAction) -> str:
+    return f"{level.emoji} {action.risk.value}{quorum_note(level.approvers_needed)}"
+
+
+def approval_title(level: RiskLevel, action: ProposedAction) -> str:
+    return f"{level.emoji} Approve {_on(action)}? React ✅ or ❌"
+
+
+def deadline_then(when: str, outcome: str) -> str:
+    """The deadline field: `when` as the channel shows a moment."""
+    return f"{when} — then it {at_deadline(outcome)}"
+
+
+def approval_footer(action: ProposedAction) -> str:
+    return f"action {action.action_id} · policy {action.policy_hash}"
+
+
+def nobody_may_approve(channel: str) -> str:
+    return f"nobody from {channel} (no approvers configured): use the Prefect UI"
+
+
+def reminder_title(action: ProposedAction) -> str:
+    return f"⏳ Reminder: {_on(action)} awaits a decision"
+
+
+THE_REQUEST_ABOVE = "the request above"
+
+
+def reminder_text(
+    level: RiskLevel, outcome: str, approvals: Sequence[str], *, when: str, where: str
+) -> str:
+    """The reminder's text: `when` the deadline as the channel shows a moment, `where`
+    the request (a link, or `THE_REQUEST_ABOVE`)."""
+    so_far = (
+        f" Approvals so far: {', '.join(approvals)} of {level.approvers_needed} needed."
+        if level.approvers_needed > 1
+        else ""
+    )
+    then = at_deadline(outcome)
+    return f"The deadline is {when}; then it {then}. React ✅ or ❌ on {where}.{so_far}"
+
+
+def reminder_footer(action: ProposedAction) -> str:
+    return f"action {action.action_id}"
+
+
+def outcome_text(decision: Decision) -> str:
+    """The line the approval message is edited to show once a decision is applied."""
+    approved = decision.decision == "approve"
+    verb = "✅ Approved" if approved else "❌ Rejected"
+    comment = f" — {decision.comment}" if decision.comment and decision.via != "deadline" else ""
+    if decision.via == "discord":
+        return f"{verb} by {decision.decider}{comment}"
+    if decision.via == "ui":
+        return f"{verb} — decided in the Prefect UI{comment}"
+    if decision.via == "deadline":
+        if approved:
+            return "⏰ Deadline passed with no decision: ran by deadline default"
+        return "⏰ Deadline passed with no decision: will not run"
+    if decision.via == "operator":
+        return f"⛔ {verb} by operator ({decision.decider}){comment}: " + (
+            "it runs" if approved else "will not run"
+        )
+    return f"{verb} ({decision.via}, {decision.decider}){comment}"
+
+
+# --- the cycle summary and the escalation of an issue out of attempts ---------------------
+def cycle_summary_title(count: int) -> str:
+    return f"🏁 Workflow complete: {count} action(s) of this cycle ended"
+
+
+def summary_row_name(row: Mapping[str, str]) -> str:
+    return f"{row['action']} on {row['host']}"
+
+
+def summary_row_text(row: Mapping[str, str], *, verdict: str) -> str:
+    """One action's line; `verdict` as the channel emphasises it."""
+    return (
+        f"{row['decision']}; job {row['job']} ({row['job_seconds']} s); "
+        f"verdict {verdict}; decided in {row['decision_seconds']} s, "
+        f"{row['total_seconds']} s in all"
+    )
+
+
+def verdict_tally(rows: Sequence[Mapping[str, str]]) -> str | None:
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    tally = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    return f"Verdicts: {tally}." if rows else None
+
+
+def _window_text(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
+def escalation_title(issue: Issue) -> str:
+    return f"🆘 Manual issue: {issue.check.value} {issue.subject} on {issue.host} — out of attempts"
+
+
+def escalation_text(counted: int, policy: Policy) -> str:
+    return (
+        f"{counted} failed or ineffective attempt(s) in the last "
+        f"{_window_text(policy.attempt_window_seconds)} (limit "
+        f"{policy.attempts_per_window}). No further action will be proposed for this "
+        "issue until the window passes; please look at it by hand."
+    )
+
+
+ISSUE, NOW_LABEL, ATTEMPT_HISTORY = "Issue", "Now", "Attempt history"
+
+
+# --- an action's result -------------------------------------------------------------------
+VERDICT_ICONS = {"effective": "✅", "ineffective": "❌", "inconclusive": "❔"}
+APPROVED, DECISION, JOB, JOB_STATE, DURATION = (
+    "Approved",
+    "Decision",
+    "Job",
+    "Job state",
+    "Duration",
+)
+METRIC_BEFORE_AFTER, LAST_OUTPUT, NO_OUTPUT = "Metric before → after", "Last output lines", "(none)"
+OPEN = "open"
+
+
+def decided_text(decision: Decision) -> str:
+    """Who decided, and how: "alice (in Discord)" (`via` is where the decision was made)."""
+    how = {
+        "discord": "in Discord",
+        "ui": "in the Prefect UI",
+        "deadline": "by deadline default",
+        "operator": "by operator",
+    }.get(decision.via, decision.via)
+    return f"{decision.decider} ({how})"
+
+
+def verdict_label(verdict: str) -> str:
+    return f"Verdict: {verdict}"
+
+
+def verdict_text(explanation: str, detail: str) -> str:
+    """The explanation, and the re-check's own finding when it is not already said."""
+    text = explanation
+    if detail and detail not in text:
+        text = f"{text}\nRe-check: {detail}" if text else f"Re-check: {detail}"
+    return text or "-"
+
+
+def result_title(verdict: str, action: ProposedAction, job_state: str, succeeded: bool) -> str:
+    job_note = "" if succeeded else f" (job {job_state})"
+    return f"{VERDICT_ICONS[verdict]} {verdict.upper()}: {_on(action)}{job_note}"
+
+
+# --- the cycle's listings: manual issues, proposals, no action needed, not addressed -----
+MANUAL_ISSUES_TEXT = "These were not remediated automatically."
+RECOMMENDATION, WHY, INVESTIGATE_BY_HAND = "Recommendation:", "Why:", "Investigate by hand."
+EXCERPT_OF_ANSWER, ANALYSIS_SUMMARY = "Excerpt of the answer:", "Summary of the analysis:"
+READER_NOTES = "What the reader repaired or dropped:"
+NO_ACTION_TEXT = (
+    "The analysis looked at these issues and found nothing to do; each is named with "
+    "its reason. Nothing was run. They are not reported again while they persist "
+    "(within the dedup TTL)."
+)
+NOT_ADDRESSED_TEXT = (
+    "The analysis did not address these issues: no proposed action, manual issue or "
+    "'no action needed' named them. They were not remediated; look at them by hand."
+)
+
+
+def manual_issue_name(m: ManualIssue) -> str:
+    return f"{m.host} · {m.severity}"
+
+
+def manual_issues_title(count: int) -> str:
+    return f"📋 {count} issue(s) need a human"
+
+
+def analysis_unavailable_note(reason: str) -> str:
+    return f"⚠️ Analysis unavailable: {reason}"
+
+
+def analysis_unavailable_title(manual_title: str) -> str:
+    """The manual-issues title, marked as the fallback of an unavailable analysis."""
+    return "⚠️ " + manual_title.removeprefix("📋 ")
+
+
+def proposal_line(n: int, action: ProposedAction, *, key: str, host: str) -> str:
+    """One proposed action; `key` and `host` as the channel marks them."""
+    return f"{n}. {key} on {host} — risk {action.risk.value}"
+
+
+def more_proposals(count: int) -> str:
+    return f"… and {count} more (each is asked for below)"
+
+
+def proposal_summary_title(count: int) -> str:
+    return f"📊 {count} remediation actions proposed"
+
+
+def proposal_summary_footer(cycle_id: str) -> str:
+    return f"cycle {cycle_id} · each action is approved separately below"
+
+
+def more_issues_not_listed(count: int) -> str:
+    return (
+        f"… and {count} more issue(s) not listed here (the cycle report in Prefect "
+        "lists every issue)."
+    )
+
+
+def no_action_field(count: int) -> str:
+    return f"{count} issue(s) — no action needed"
+
+
+def no_action_title(count: int) -> str:
+    return f"✅ {count} issue(s) need no action"
+
+
+def unaddressed_line(issue: Issue) -> str:
+    return f"{issue.severity.value} · {issue.fingerprint}" + (
+        f" — {issue.summary}" if issue.summary else ""
+    )
+
+
+def host_issues(host: str, count: int) -> str:
+    return f"{host} · {count} issue(s)"
+
+
+def not_addressed_title(count: int) -> str:
+    return f"⚠️ {count} issue(s) not addressed by the analysis need a human"
+
+
+# --- a message that could not be rendered -------------------------------------------------
+def plain_fallback_title(what: str) -> str:
+    return f"⚠️ {what} (plain-text fallback)"

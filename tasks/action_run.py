@@ -178,7 +178,7 @@ async def read_resume(
 
 async def refuse_ui_approval(run: ActionRunContext) -> None:
     await run.audit("ui_approve_refused", {"risk": run.action.risk})
-    await run.say(words.still_gated(run.action, run.level))
+    await run.say(words.still_gated(run.action, run.level, channel=run.conns.chat.title))
 
 
 async def record_decision(run: ActionRunContext, decision: Decision) -> None:

@@ -38,7 +38,6 @@ from core.approval import (
     applied_by_prefect,
     decide,
     operator_answer,
-    outcome_text,
     reminder_due,
     run_to_confirm,
     voters,
@@ -306,7 +305,7 @@ class ApprovalPoller:
         req = record.request
         if req is None or req.message_id is None:
             return False
-        text = outcome_text(decision)
+        text = words.outcome_text(decision)
         try:
             await update_request(self.conns, req, DecisionOutcome(decision=decision))
         except UpstreamError as exc:

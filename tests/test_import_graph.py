@@ -155,3 +155,47 @@ def test_the_layering_rules_see_lazy_and_aliased_imports() -> None:
     assert _flow_forbidden("prefect.get_client") and _flow_forbidden("clients.ledger.Ledger")
     assert not _flow_forbidden("clients.errors.UpstreamError")
     assert not _flow_forbidden("prefect.context")
+
+
+# Discord's own markup: its timestamps `<t:…:R>`, its mentions `<@…>`, and its embed models.
+DISCORD_MARKUP = ("<t:", "<@")
+EMBED_MODELS = {"Embed", "EmbedField", "FallbackEmbed"}
+
+
+def discord_markup_in(path: Path) -> list[str]:
+    """String literals (f-string parts included, docstrings not) holding Discord markup,
+    and calls constructing an embed model, in one file."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) not in docstrings and any(m in node.value for m in DISCORD_MARKUP):
+                found.append(f"{path.name}:{node.lineno}: {node.value!r}")
+        elif isinstance(node, ast.Call):
+            f = node.func
+            name = (
+                f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            )
+            if name in EMBED_MODELS:
+                found.append(f"{path.name}:{node.lineno}: {name}(")
+    return found
+
+
+def test_core_builds_no_discord_markup() -> None:
+    # core says what to tell people; the channel's adapter (channels/) renders it
+    found = [m for p in sorted((ROOT / "core").glob("*.py")) for m in discord_markup_in(p)]
+    assert not found, "\n".join(found)
+
+
+def test_the_markup_rule_sees_timestamps_mentions_and_embeds() -> None:
+    # not vacuous: the Discord renderer has all three
+    found = "\n".join(discord_markup_in(ROOT / "channels" / "discord_render.py"))
+    assert "'<t:" in found and "'<@" in found and "Embed(" in found and "EmbedField(" in found

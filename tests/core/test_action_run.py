@@ -158,7 +158,7 @@ def test_a_rejection_names_who_and_says_nothing_ran() -> None:
 def test_a_regated_ui_approval_says_how_many_discord_approvers_are_needed() -> None:
     a = proposed()
     level = Policy().risk.level(a.risk).model_copy(update={"approvers_needed": 2})
-    embed = notice_embed(words.still_gated(a, level))
+    embed = notice_embed(words.still_gated(a, level, channel="Discord"))
     assert embed.title == "🔒 Still gated: restart_unit on web-02"
     assert "until 2 approvers react ✅ in Discord" in (embed.description or "")
 

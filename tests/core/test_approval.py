@@ -1,4 +1,4 @@
-"""Approval rendering and the listener's pure decisions: tally, deadline, reminder, outcome."""
+"""The approval form and the listener's pure decisions: tally, deadline, reminder, outcome."""
 
 from __future__ import annotations
 
@@ -6,26 +6,22 @@ from datetime import timedelta
 
 import pytest
 
+from channels.discord_render import message_url
 from core.approval import (
     APPROVE,
     DELETED_AT_DEADLINE,
     REJECT,
-    Approvers,
     ListenerReport,
     PollStats,
     ResumeOutcome,
     applied_by_prefect,
-    approval_embed,
     approval_markdown,
     counts,
     deadline_decision,
     decide,
     may_approve,
-    message_url,
     operator_answer,
-    outcome_text,
     reminder_due,
-    reminder_embed,
     request_channel,
     resume_outcome,
     roles_needed,
@@ -34,10 +30,12 @@ from core.approval import (
     voters,
     with_deleted_request,
 )
+from core.approvers import Approvers
 from core.models import Risk
 from core.policy import RiskRegister
 from core.records import ActionRecord, ActionStatus, ApprovalRequest, Decision, Vote
 from core.vetting import ProposedAction
+from core.words import outcome_text
 from tests.core.factories import NOW, action, issue, vet
 
 REGISTER = RiskRegister()
@@ -212,18 +210,6 @@ def test_reminder_due_when_a_fifth_of_the_window_remains() -> None:
     assert fixed == [False, True, True, True, False, False]
 
 
-def test_reminder_embed_names_the_request_and_the_quorum() -> None:
-    a = proposed("high", key="restart_unit")
-    e = reminder_embed(
-        a, HIGH, deadline=DEADLINE, approvals=["alice"], message_url="https://d/1/2/3"
-    )
-    assert e.title == "⏳ Reminder: restart_unit on web-02 awaits a decision"
-    assert f"<t:{int(DEADLINE.timestamp())}:R>" in e.description
-    assert "will not run" in e.description and "[the request](https://d/1/2/3)" in e.description
-    assert "Approvals so far: alice of 2 needed." in e.description
-    assert e.color == HIGH.color
-
-
 @pytest.mark.parametrize(
     ("decision", "via", "decider", "comment", "text"),
     [
@@ -247,31 +233,6 @@ def test_outcome_text(decision: str, via: str, decider: str, comment, text: str)
     assert text in outcome_text(d)
     if via == "ui":
         assert outcome_text(d).endswith("— not now")
-
-
-# --- what approvers are shown ----------------------------------------------------------
-def test_approval_embed_shows_risk_quorum_deadline_default_and_approvers() -> None:
-    a = proposed("high")
-    e = approval_embed(
-        a,
-        HIGH,
-        deadline=DEADLINE,
-        approvers=Approvers(role_ids=["r1"]),
-        history=[],
-        ui_url="http://ui/run",
-    )
-    fields = {f.name: f.value for f in e.fields}
-    assert e.title.startswith("🔴 Approve restart_unit on web-02?")
-    assert fields["Risk"] == "🔴 high (2 approvers needed)"
-    assert fields["Who may approve"] == "<@&r1>"
-    assert fields["Deadline"].endswith("then it will not run")
-    assert a.action_id in e.footer and a.policy_hash in e.footer
-
-
-def test_approvers_describe_who_may_decide() -> None:
-    assert Approvers().describe().startswith("nobody from Discord")
-    assert Approvers(any_member=True).describe() == "any member of this channel"
-    assert Approvers(user_ids=["1"], role_ids=["2"]).describe() == "<@1>, <@&2>"
 
 
 def test_resume_form_says_when_a_ui_approval_is_not_enough() -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from channels import discord_listings as render
 from channels.discord_render import notice_embed
-from core import render
 from core.liveness import (
     CLAIM_WINDOW,
     MAX_CONTINUATIONS,

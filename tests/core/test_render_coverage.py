@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from core import render
+from channels import discord_listings as render
 from core.models import CheckName
 from core.wire import Embed
 from tests.core.factories import issue

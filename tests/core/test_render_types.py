@@ -18,19 +18,20 @@ from typing import Any
 
 import pytest
 
-from channels.discord_render import embeds
+from channels import discord_listings as render
+from channels.discord_fallback import FallbackEmbed, degrades, fallback_notices, render_or_plain
+from channels.discord_render import approval_embed, embeds, reminder_embed, result_embed
 from clients.discord import embeds_json
-from core import render
 from core.analysis import ModelAction
-from core.approval import Approvers, approval_embed, approval_markdown, reminder_embed
-from core.fallback import FallbackEmbed, degrades, fallback_notices, render_or_plain
+from core.approval import approval_markdown
+from core.approvers import Approvers
 from core.messages import ApprovalCard, ProposalSummary, ResultCard
 from core.models import CheckName
 from core.params import code_span, inline, parameters_inline, parameters_json, value_text
 from core.policy import RiskRegister, load_policy, policy_hash
 from core.records import ActionRecord, ActionStatus, Decision, JobRecord
 from core.report import ActionOutcome, CycleOutcome, CycleReport, cycle_markdown
-from core.verify import action_report, result_embed
+from core.verify import action_report
 from core.vetting import ProposedAction, vet_actions
 from core.wire import Embed
 from sandbox.discord_payload import check_message

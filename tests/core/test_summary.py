@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from channels.discord_render import cycle_summary_embed, escalation_embed
 from core.policy import Policy
 from core.records import ActionRecord, ActionStatus, Decision, JobRecord
 from core.summary import (
     AttemptDetail,
-    cycle_summary_embed,
     cycle_summary_markdown,
     cycle_summary_rows,
-    escalation_embed,
     exhausted,
 )
 from core.vetting import AttemptRecord

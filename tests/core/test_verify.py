@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from channels.discord_render import result_embed
 from core.checks import DetectionSettings, ThresholdRule
 from core.models import CheckName, Severity
 from core.records import ActionRecord, ActionStatus, Decision, JobRecord
@@ -23,7 +24,6 @@ from core.verify import (
     evaluate_recheck,
     read_verdict,
     recheck_queries,
-    result_embed,
     settle_delay,
     verification_request,
     window_duration,

@@ -29,10 +29,10 @@ from blocks import (
     LedgerDatabase,
     SemaphoreConnection,
 )
+from channels import discord_listings as render
 from clients.claude import DEFAULT_MODEL, ClaudeClient
 from clients.ledger import Ledger
 from clients.loki import LokiClient
-from core import render
 from core.analysis import AnalysisUnreadable, read_analysis
 from core.catalog import UNIT, Runner
 from core.logs import LogContext

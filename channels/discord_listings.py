@@ -1,4 +1,5 @@
-"""Discord messages of the cycle: manual issues, the multi-action summary and notices.
+"""Discord embeds of the cycle's listings: manual issues, the multi-action summary, the
+issues that need no action or were not addressed (words from `core.words`).
 
 Untrusted text (anything that came from hosts, logs or the model) is shown as quoted
 data in code blocks; the client always sends `allowed_mentions: {parse: []}`, so nothing
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from channels.discord_fallback import degrades
+from core import words
 from core.analysis import ManualIssue
-from core.fallback import degrades
 from core.models import Issue
 from core.params import code_span, parameters_inline
 from core.vetting import ProposedAction
@@ -40,11 +42,11 @@ def manual_issues_message(manual: Sequence[ManualIssue], *, cycle_id: str) -> li
     for n, chunk in enumerate(chunks, 1):
         fields = [
             EmbedField(
-                name=f"{m.host} · {m.severity}"[:256],
+                name=words.manual_issue_name(m)[:256],
                 value=(
                     quoted(m.problem, 500)
                     + (
-                        f"Recommendation:\n{quoted(m.recommendation, 400)}"
+                        f"{words.RECOMMENDATION}\n{quoted(m.recommendation, 400)}"
                         if m.recommendation
                         else ""
                     )
@@ -55,8 +57,8 @@ def manual_issues_message(manual: Sequence[ManualIssue], *, cycle_id: str) -> li
         part = f" ({n}/{len(chunks)})" if len(chunks) > 1 else ""
         embeds.append(
             Embed(
-                title=f"📋 {len(manual)} issue(s) need a human{part}",
-                description="These were not remediated automatically." if n == 1 else None,
+                title=words.manual_issues_title(len(manual)) + part,
+                description=words.MANUAL_ISSUES_TEXT if n == 1 else None,
                 color=ORANGE,
                 fields=fields,
                 footer=f"cycle {cycle_id}",
@@ -71,18 +73,18 @@ def summary_message(summary: str, actions: Sequence[ProposedAction], *, cycle_id
     Parameters of every catalog type are shown by `core.params`, as data in code spans."""
     text = quoted(summary, 1500) if summary else ""
     for i, a in enumerate(actions, 1):
-        line = f"{i}. `{a.catalog_key}` on **{a.host}** — risk {a.risk.value}"
+        line = words.proposal_line(i, a, key=f"`{a.catalog_key}`", host=f"**{a.host}**")
         if a.parameters:
             line += f" ({code_span(parameters_inline(a.parameters), 120)})"
         if len(text) + len(line) + 80 > 4096:  # the rest is counted, never cut silently
-            text += f"… and {len(actions) - i + 1} more (each is asked for below)"
+            text += words.more_proposals(len(actions) - i + 1)
             break
         text += line + "\n"
     return Embed(
-        title=f"📊 {len(actions)} remediation actions proposed",
+        title=words.proposal_summary_title(len(actions)),
         description=text.rstrip("\n"),
         color=BLUE,
-        footer=f"cycle {cycle_id} · each action is approved separately below",
+        footer=words.proposal_summary_footer(cycle_id),
     )
 
 
@@ -96,19 +98,19 @@ def analysis_unavailable_message(
             host=i.host,
             problem=i.summary or i.fingerprint,
             severity=i.severity.value,
-            recommendation="Investigate by hand.",
+            recommendation=words.INVESTIGATE_BY_HAND,
             source="analysis_unavailable",
         )
         for i in issues
     ]
     embeds = manual_issues_message(manual, cycle_id=cycle_id)
     first = embeds[0]
-    note = f"⚠️ Analysis unavailable: {reason}"
+    note = words.analysis_unavailable_note(reason)
     if excerpt:
-        note += "\nExcerpt of the answer:\n" + quoted(excerpt, 600)
+        note += f"\n{words.EXCERPT_OF_ANSWER}\n" + quoted(excerpt, 600)
     embeds[0] = first.model_copy(
         update={
-            "title": "⚠️ " + (first.title or "").removeprefix("📋 "),
+            "title": words.analysis_unavailable_title(first.title or ""),
             "description": note[:4096],
             "color": RED,
         }
@@ -165,10 +167,7 @@ def _listing(
         chunks[-1].append(f)
         used += size
     if left:
-        description += (
-            f"\n… and {left} more issue(s) not listed here (the cycle report in Prefect "
-            "lists every issue)."
-        )
+        description += "\n" + words.more_issues_not_listed(left)
     return [
         Embed(
             title=(title + (f" ({n}/{len(chunks)})" if len(chunks) > 1 else ""))[:256],
@@ -192,23 +191,21 @@ def no_action_needed_message(
     fields = [
         (
             EmbedField(
-                name=f"{len(chunk)} issue(s) — no action needed",
-                value=(quoted("\n".join(chunk), 600) + "Why:\n" + quoted(reason, 380))[:1024],
+                name=words.no_action_field(len(chunk)),
+                value=(quoted("\n".join(chunk), 600) + f"{words.WHY}\n" + quoted(reason, 380))[
+                    :1024
+                ],
             ),
             len(chunk),
         )
         for reason, fps in by_reason.items()
         for chunk in _line_chunks(fps)
     ]
-    description = (
-        "The analysis looked at these issues and found nothing to do; each is named with "
-        "its reason. Nothing was run. They are not reported again while they persist "
-        "(within the dedup TTL)."
-    )
+    description = words.NO_ACTION_TEXT
     if summary:
-        description += "\nSummary of the analysis:\n" + quoted(summary, 800)
+        description += f"\n{words.ANALYSIS_SUMMARY}\n" + quoted(summary, 800)
     return _listing(
-        f"✅ {len(items)} issue(s) need no action",
+        words.no_action_title(len(items)),
         description,
         fields,
         color=GREEN,
@@ -223,12 +220,12 @@ def unaddressed_issues_message(
     """Issues the analysis did not mention at all: a human looks at them."""
     by_host: dict[str, list[str]] = {}
     for i in issues:
-        line = f"{i.severity.value} · {i.fingerprint}" + (f" — {i.summary}" if i.summary else "")
+        line = words.unaddressed_line(i)
         by_host.setdefault(i.host, []).append(line)
     fields = [
         (
             EmbedField(
-                name=f"{host} · {len(chunk)} issue(s)"[:256],
+                name=words.host_issues(host, len(chunk))[:256],
                 value=quoted("\n".join(chunk), 900),
             ),
             len(chunk),
@@ -236,14 +233,11 @@ def unaddressed_issues_message(
         for host, lines in by_host.items()
         for chunk in _line_chunks(lines)
     ]
-    description = (
-        "The analysis did not address these issues: no proposed action, manual issue or "
-        "'no action needed' named them. They were not remediated; look at them by hand."
-    )
+    description = words.NOT_ADDRESSED_TEXT
     if notes:
-        description += "\nWhat the reader repaired or dropped:\n" + quoted("\n".join(notes), 800)
+        description += f"\n{words.READER_NOTES}\n" + quoted("\n".join(notes), 800)
     return _listing(
-        f"⚠️ {len(issues)} issue(s) not addressed by the analysis need a human",
+        words.not_addressed_title(len(issues)),
         description,
         fields,
         color=ORANGE,
