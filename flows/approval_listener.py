@@ -56,11 +56,12 @@ from blocks.names import BlockNames
 from core.approval import ListenerReport, PollStats
 from core.policy import Policy
 from core.settings import DEPLOYED_RUN_SECONDS, ListenerSettings
-from flows.reconciler import reconcile, wait_for_continuations
+from flows.reconciler import reconcile
 from tasks.approvals import ApprovalPoller
 from tasks.chat import CHAT_BLOCKS
 from tasks.connections import open_connections, resolve_policy
 from tasks.prefect_runs import open_prefect_runs, run_is_cancelling
+from tasks.reconcile import wait_for_continuations
 
 NEEDED_BLOCKS = (*CHAT_BLOCKS, "ledger")
 __all__ = ["ListenerReport", "PollStats", "approval_listener", "main", "poll_once", "run_listener"]
