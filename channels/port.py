@@ -51,7 +51,7 @@ class Ballot(Frozen):
 class ChatChannel(Protocol):
     """One chat channel the project asks and reports in."""
 
-    name: str  # its registry name and block field ("discord")
+    name: str  # its registry name and block field ("discord"), and a decision's `Via`
     title: str  # how people call it ("Discord")
     channel_id: str  # where requests and notices are posted
     approvers: Approvers

@@ -99,8 +99,9 @@ approval_requests = Table(
     "approval_requests",
     metadata,
     Column("action_id", String(64), primary_key=True),
-    Column("channel_id", String(32)),
-    Column("message_id", String(32)),
+    # One channel's ids, or several channels' (`channels.channel_set`: "discord=…;slack=…")
+    Column("channel_id", String(255)),
+    Column("message_id", String(255)),
     Column("flow_run_id", String(64)),
     Column("risk", String(16), nullable=False),
     Column("deadline", Float, nullable=False),
@@ -342,6 +343,16 @@ def _v2(conn: Connection) -> None:
         )
 
 
+def _v3(conn: Connection) -> None:
+    """A request's `channel_id`/`message_id` grow from 32 to 255 characters, to hold the
+    ids of a request asked in several chat channels at once. SQLite does not enforce a
+    VARCHAR's length, so only PostgreSQL changes."""
+    if conn.dialect.name != "postgresql":
+        return
+    for name in ("channel_id", "message_id"):
+        conn.execute(text(f"ALTER TABLE approval_requests ALTER COLUMN {name} TYPE VARCHAR(255)"))
+
+
 Migration = tuple[int, Callable[[Connection], None]]
 
-MIGRATIONS: list[Migration] = [(1, _v1), (2, _v2)]
+MIGRATIONS: list[Migration] = [(1, _v1), (2, _v2), (3, _v3)]

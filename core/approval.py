@@ -6,7 +6,7 @@ know they are deciding the same thing. `tally` is the pure core of the
 listener: bots and people outside the approver list never count, ❌ beats ✅, a removed
 reaction no longer counts, high risk needs a quorum of distinct approvers, and at the
 deadline votes count as they stood then. `deadline_decision` is the register's default
-(never "run" for a request that did not reach Discord), `reminder_due` times the one
+(never "run" for a request that did not reach the chat channel), `reminder_due` times the one
 reminder (what the approval message is edited to show is `core.words.outcome_text`).
 
 The listener's other rules live here too, pure, for `tasks.approvals` to call: who may
@@ -30,7 +30,7 @@ from core.fallback import degrades
 from core.models import Frozen
 from core.params import code_span, value_text
 from core.policy import RiskLevel
-from core.records import ActionRecord, ApprovalRequest, Decision, Vote
+from core.records import ActionRecord, ApprovalRequest, Decision, Via, Vote
 from core.vetting import ProposedAction
 
 APPROVE, REJECT = "✅", "❌"
@@ -46,9 +46,15 @@ def deadline_outcome(level: RiskLevel, action: ProposedAction) -> Literal["run",
 
 @degrades("approval form", "markdown")
 def approval_markdown(
-    action: ProposedAction, level: RiskLevel, *, deadline: datetime, ui_allowed: bool
+    action: ProposedAction,
+    level: RiskLevel,
+    *,
+    deadline: datetime,
+    ui_allowed: bool,
+    channel: str = "Discord",
 ) -> str:
-    """The Prefect resume form's description (Markdown)."""
+    """The Prefect resume form's description (Markdown); `channel` is where people vote
+    (the chat channel's title)."""
     params = (
         "\n".join(
             f"  - {code_span(k)}: {code_span(value_text(v), 20000)}"
@@ -61,7 +67,7 @@ def approval_markdown(
         "An approval here is sufficient."
         if ui_allowed
         else f"**An approval here is not sufficient for {action.risk.value} risk**: "
-        f"{level.approvers_needed} approvers must approve in Discord. "
+        f"{level.approvers_needed} approvers must approve in {channel}. "
         "A rejection here is always honoured."
     )
     return (
@@ -153,16 +159,16 @@ def tally(
 
 
 def deadline_decision(
-    level: RiskLevel, action: ProposedAction, *, reached_discord: bool
+    level: RiskLevel, action: ProposedAction, *, reached_chat: bool, channel: str = "Discord"
 ) -> tuple[Literal["approve", "reject"], str]:
     """The decision applied when the deadline passes undecided, and why.
 
     The register's default for the risk level, unless the catalog entry forbids a
-    deadline default from running it, or the request never reached Discord (nobody could
-    have objected there, so it never runs by default).
+    deadline default from running it, or the request never reached the chat channel
+    (`channel`, its title: nobody could have objected there, so it never runs by default).
     """
-    if not reached_discord:
-        return "reject", "deadline passed; the request never reached Discord"
+    if not reached_chat:
+        return "reject", f"deadline passed; the request never reached {channel}"
     if deadline_outcome(level, action) == "run":
         return "approve", f"deadline passed: the {action.risk.value}-risk default is to run"
     return "reject", f"deadline passed: the {action.risk.value}-risk default is not to run"
@@ -176,24 +182,27 @@ def decide(
     level: RiskLevel,
     action: ProposedAction,
     deadline: datetime,
-    reached_discord: bool,
+    reached_chat: bool,
     now: datetime,
+    via: Via = "discord",
+    channel: str = "Discord",
 ) -> tuple[Decision | None, Tally]:
     """The decision to apply now, if any, and the tally behind it: the votes (as they stood
     at the deadline) when they decide, else the register's default once the deadline has
-    passed, else none yet."""
+    passed, else none yet. `via` and `channel` name the chat channel the votes came from
+    (its registry name and its title)."""
     result = tally(votes, allowed=allowed, bot_user_ids=bot_user_ids, level=level, cutoff=deadline)
     if result.decision is not None:
         decision = Decision(
             action_id=action.action_id,
             decision=result.decision,
             decider=", ".join(result.deciders),
-            via="discord",
+            via=via,
             intended_at=now,
         )
         return decision, result
     if now >= deadline:
-        choice, why = deadline_decision(level, action, reached_discord=reached_discord)
+        choice, why = deadline_decision(level, action, reached_chat=reached_chat, channel=channel)
         decision = Decision(
             action_id=action.action_id,
             decision=choice,
@@ -283,7 +292,12 @@ def reminder_due(
 
 
 # --- the listener's rules ------------------------------------------------------------------
-DELETED_AT_DEADLINE = "deadline passed; the approval request was deleted from Discord"
+def deleted_at_deadline(channel: str) -> str:
+    """The comment of a deadline default on a request deleted from `channel`."""
+    return f"deadline passed; the approval request was deleted from {channel}"
+
+
+DELETED_AT_DEADLINE = deleted_at_deadline("Discord")
 
 
 def roles_needed(user_id: str, approvers: Approvers, guild_id: str | None) -> bool:
@@ -314,11 +328,13 @@ def may_approve(
     return not guild_id or roles is not None
 
 
-def with_deleted_request(decision: Decision | None, deleted: bool) -> Decision | None:
-    """A deadline default applied to a request deleted from Discord says so (the votes
-    recorded before stand; nobody could object after, so it never runs by default)."""
+def with_deleted_request(
+    decision: Decision | None, deleted: bool, channel: str = "Discord"
+) -> Decision | None:
+    """A deadline default applied to a request deleted from the chat channel says so (the
+    votes recorded before stand; nobody could object after, so it never runs by default)."""
     if deleted and decision is not None and decision.via == "deadline":
-        return decision.model_copy(update={"comment": DELETED_AT_DEADLINE})
+        return decision.model_copy(update={"comment": deleted_at_deadline(channel)})
     return decision
 
 

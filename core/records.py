@@ -35,7 +35,10 @@ class ActionStatus(StrEnum):
         )
 
 
-Via = Literal["discord", "ui", "deadline", "operator", "expired"]
+# Where a decision was made: a chat channel's registry name ("chat": several channels at
+# once), the Prefect UI, a deadline default, the operator, or an expired run.
+Via = Literal["discord", "slack", "chat", "ui", "deadline", "operator", "expired"]
+CHAT_VIAS: tuple[str, ...] = ("discord", "slack", "chat")
 
 
 class ApprovalRequest(Frozen):

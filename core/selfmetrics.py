@@ -50,7 +50,7 @@ DROP_REASONS = {
     DropReason.ACTION_IN_FLIGHT.value: "action_in_flight",
     DropReason.CLAIMED_BY_OTHER_CYCLE.value: "claimed_by_other_cycle",
 }
-APPROVAL_VIAS = ("discord", "ui", "deadline", "operator")
+APPROVAL_VIAS = ("discord", "slack", "chat", "ui", "deadline", "operator")
 JOB_STATES = (
     "successful",
     "failed",

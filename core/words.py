@@ -27,7 +27,7 @@ from core.liveness import MAX_CONTINUATIONS
 from core.models import Issue
 from core.notice import Moment, Notice, Part, Quoted, Tone
 from core.policy import Policy, RiskLevel
-from core.records import ActionStatus, Decision
+from core.records import CHAT_VIAS, ActionStatus, Decision
 from core.report import CycleReport
 from core.vetting import ProposedAction
 
@@ -487,7 +487,7 @@ def outcome_text(decision: Decision) -> str:
     approved = decision.decision == "approve"
     verb = "✅ Approved" if approved else "❌ Rejected"
     comment = f" — {decision.comment}" if decision.comment and decision.via != "deadline" else ""
-    if decision.via == "discord":
+    if decision.via in CHAT_VIAS:
         return f"{verb} by {decision.decider}{comment}"
     if decision.via == "ui":
         return f"{verb} — decided in the Prefect UI{comment}"
@@ -569,6 +569,8 @@ def decided_text(decision: Decision) -> str:
     """Who decided, and how: "alice (in Discord)" (`via` is where the decision was made)."""
     how = {
         "discord": "in Discord",
+        "slack": "in Slack",
+        "chat": "in chat",
         "ui": "in the Prefect UI",
         "deadline": "by deadline default",
         "operator": "by operator",

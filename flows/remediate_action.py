@@ -57,7 +57,11 @@ async def wait_for_decision(run: ActionRunContext, request: ApprovalRequest) -> 
     while True:
         form = ApprovalInput.with_initial_data(
             description=approval_markdown(
-                action, level, deadline=request.deadline, ui_allowed=level.ui_approval_allowed
+                action,
+                level,
+                deadline=request.deadline,
+                ui_allowed=level.ui_approval_allowed,
+                channel=run.conns.chat.title,
             )
         )
         answer = await apause_flow_run(

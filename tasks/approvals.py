@@ -202,7 +202,7 @@ class ApprovalPoller:
         self, record: ActionRecord, now: datetime
     ) -> tuple[Decision | None, list[str]]:
         """The decision to apply now (if any) and the allowed approvals so far."""
-        req, action = record.request, record.proposal
+        req, action, chat = record.request, record.proposal, self.conns.chat
         assert req is not None
         if record.decision is not None:  # intended before (a restart, a retry): apply it
             return record.decision, []
@@ -221,10 +221,12 @@ class ApprovalPoller:
             level=self.policy.risk.level(action.risk),
             action=action,
             deadline=req.deadline,
-            reached_discord=req.message_id is not None and not deleted,
+            reached_chat=req.message_id is not None and not deleted,
             now=now,
+            via=chat.name,  # a channel's registry name is its `Via`
+            channel=chat.title,
         )
-        return with_deleted_request(decision, deleted), result.approvals
+        return with_deleted_request(decision, deleted, chat.title), result.approvals
 
     # --- applying ---------------------------------------------------------------------
     async def apply(self, record: ActionRecord, run: FlowRun, decision: Decision) -> bool:

@@ -31,7 +31,7 @@ def issue(
 
 
 async def test_schema_created_on_first_use(ledger: Ledger) -> None:
-    assert await ledger.schema_versions() == [1, 2]
+    assert await ledger.schema_versions() == [1, 2, 3]
     assert {
         "issue_episodes",
         "actions",
@@ -57,18 +57,18 @@ async def test_forward_only_migration_runs_once(ledger_url: str) -> None:
     extra = MetaData()
     probe = Table("probe", extra, Column("id", Integer, primary_key=True))
 
-    def v3(conn: Connection) -> None:
+    def v4(conn: Connection) -> None:
         extra.create_all(conn)
         conn.execute(insert(probe).values(id=1))
 
     async with Ledger(ledger_url) as led:
-        assert await led.ensure_schema() == 2
-    async with Ledger(ledger_url, migrations=[*MIGRATIONS, (3, v3)]) as led:
         assert await led.ensure_schema() == 3
-        assert await led.schema_versions() == [1, 2, 3]
+    async with Ledger(ledger_url, migrations=[*MIGRATIONS, (4, v4)]) as led:
+        assert await led.ensure_schema() == 4
+        assert await led.schema_versions() == [1, 2, 3, 4]
     # a second start applies nothing again (the insert would violate the primary key)
-    async with Ledger(ledger_url, migrations=[*MIGRATIONS, (3, v3)]) as led:
-        assert await led.ensure_schema() == 3
+    async with Ledger(ledger_url, migrations=[*MIGRATIONS, (4, v4)]) as led:
+        assert await led.ensure_schema() == 4
 
 
 async def test_new_issue_then_dropped_within_ttl(ledger: Ledger) -> None:

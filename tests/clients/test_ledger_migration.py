@@ -19,11 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, inspect, select
+from sqlalchemy import delete, func, insert, inspect, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from clients.ledger import Ledger
-from clients.ledger_schema import MIGRATIONS, continuations, metadata, schema_version
+from clients.ledger_schema import (
+    MIGRATIONS,
+    approval_requests,
+    continuations,
+    metadata,
+    schema_version,
+)
 from core.records import ActionStatus
 
 FIXTURE: dict[str, Any] = json.loads(
@@ -80,8 +86,8 @@ async def test_the_fixture_is_a_v1_ledger_and_opening_it_upgrades_it(
         assert "continuations" not in await v1.table_names()
         assert "verdict" not in (await columns(v1))["actions"]
     async with Ledger(ledger_url) as led:
-        assert await led.ensure_schema() == 2
-        assert await led.schema_versions() == [1, 2]
+        assert await led.ensure_schema() == 3
+        assert await led.schema_versions() == [1, 2, 3]
         upgraded = await columns(led)
     if ledger_url.startswith("sqlite"):
         fresh_url = f"sqlite+aiosqlite:///{tmp_path}/fresh.db"
@@ -222,13 +228,13 @@ async def test_opening_twice_upgrades_once(ledger_url: str) -> None:
     async with Ledger(ledger_url) as led:
         await led.ensure_schema()
     async with Ledger(ledger_url) as led:
-        assert await led.ensure_schema() == 2
-        assert await led.schema_versions() == [1, 2]
-        assert await count(led, select(func.count()).select_from(continuations)) == 4
-    # and v2's steps themselves are idempotent: run again (as a v3), they change nothing
-    again = [*MIGRATIONS, (3, MIGRATIONS[1][1])]
-    async with Ledger(ledger_url, migrations=again) as led:
         assert await led.ensure_schema() == 3
+        assert await led.schema_versions() == [1, 2, 3]
+        assert await count(led, select(func.count()).select_from(continuations)) == 4
+    # and v2's steps themselves are idempotent: run again (as a v4), they change nothing
+    again = [*MIGRATIONS, (4, MIGRATIONS[1][1])]
+    async with Ledger(ledger_url, migrations=again) as led:
+        assert await led.ensure_schema() == 4
         assert await count(led, select(func.count()).select_from(continuations)) == 4
         live = await led.jobs.action_liveness([IDS["gave_up"]])
         assert live[IDS["gave_up"]].continuations == 3 and live[IDS["gave_up"]].gave_up
@@ -257,12 +263,45 @@ def test_two_processes_upgrading_at_once_migrate_once(ledger_url: str) -> None:
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
-        assert json.loads(out.strip().splitlines()[-1]) == {"version": 2, "continuations": 4}
+        assert json.loads(out.strip().splitlines()[-1]) == {"version": 3, "continuations": 4}
 
     async def check() -> None:
         async with Ledger(ledger_url) as led:
             rows = await count(led, select(func.count()).select_from(schema_version))
-            assert rows == 2
+            assert rows == 3
             assert await count(led, select(func.count()).select_from(continuations)) == 4
 
     asyncio.run(check())
+
+
+async def test_v3_widens_request_ids_for_several_channels(ledger_url: str) -> None:
+    """A ledger from before v3 held a request's ids in 32 characters (PostgreSQL enforced
+    it); after v3 the ids of a request asked in several channels at once fit."""
+    await write_v1(ledger_url)
+    async with Ledger(ledger_url, migrations=MIGRATIONS[:2]) as v2:
+        assert await v2.ensure_schema() == 2
+        if ledger_url.startswith("postgresql"):  # the column as v1 created it then
+            async with v2.engine.begin() as conn:
+                for name in ("channel_id", "message_id"):
+                    await conn.exec_driver_sql(
+                        f"ALTER TABLE approval_requests ALTER COLUMN {name} TYPE VARCHAR(32)"
+                    )
+    channel_ids = "discord=123456789012345678;slack=C0APPROVALS"
+    message_ids = (
+        "discord=123456789012345678/1234567890123456789;slack=C0APPROVALS/1733580000.000100"
+    )
+    async with Ledger(ledger_url) as led:
+        assert await led.ensure_schema() == 3
+        record = await led.actions.get_action(IDS["awaiting"])
+        assert record is not None and record.request is not None
+        widened = record.request.model_copy(
+            update={"channel_id": channel_ids, "message_id": message_ids}
+        )
+        async with led.engine.begin() as conn:  # re-recording keeps a request's ids
+            await conn.execute(
+                delete(approval_requests).where(approval_requests.c.action_id == IDS["awaiting"])
+            )
+        await led.actions.record_approval_request(widened)
+        again = await led.actions.get_action(IDS["awaiting"])
+        assert again is not None and again.request is not None
+        assert (again.request.channel_id, again.request.message_id) == (channel_ids, message_ids)

@@ -125,18 +125,18 @@ def test_voters_lists_standing_rejecters_first_once_each() -> None:
 )
 def test_deadline_default_follows_the_register(risk: str, expected: str) -> None:
     a = proposed(risk)
-    choice, why = deadline_decision(REGISTER.level(Risk(risk)), a, reached_discord=True)
+    choice, why = deadline_decision(REGISTER.level(Risk(risk)), a, reached_chat=True)
     assert choice == expected and risk in why
 
 
 def test_deadline_never_runs_what_never_reached_discord_or_the_catalog_forbids() -> None:
     a = proposed("low")
-    assert deadline_decision(LOW, a, reached_discord=False) == (
+    assert deadline_decision(LOW, a, reached_chat=False) == (
         "reject",
         "deadline passed; the request never reached Discord",
     )
     forbidden = a.model_copy(update={"deadline_default_may_run": False})
-    assert deadline_decision(LOW, forbidden, reached_discord=True)[0] == "reject"
+    assert deadline_decision(LOW, forbidden, reached_chat=True)[0] == "reject"
 
 
 def _decide(votes: list[Vote], risk: str = "low", *, at: int = 0, reached: bool = True):
@@ -148,7 +148,7 @@ def _decide(votes: list[Vote], risk: str = "low", *, at: int = 0, reached: bool 
         level=REGISTER.level(Risk(risk)),
         action=a,
         deadline=DEADLINE,
-        reached_discord=reached,
+        reached_chat=reached,
         now=NOW + timedelta(seconds=at),
     )
 
@@ -295,7 +295,7 @@ def test_a_deadline_default_on_a_deleted_request_says_so() -> None:
         level=LOW,
         action=a,
         deadline=NOW,
-        reached_discord=False,
+        reached_chat=False,
         now=NOW,
     )[0]
     assert deadline is not None
