@@ -80,7 +80,8 @@ class ActionRunContext:
         self.log = get_run_logger()
 
     async def say(self, notice: Notice) -> bool:
-        return await say(self.conns, notice, self.log)
+        """A notice about this action, beside its approval request when there is one."""
+        return await say(self.conns, notice, self.log, about=self.action.action_id)
 
     async def audit(self, event: str, detail: dict[str, Any]) -> None:
         await self.ledger.operations.record_audit(
@@ -128,16 +129,17 @@ async def request_approval(run: ActionRunContext, record: ActionRecord) -> Appro
         history=[r for fp in action.fingerprints for r in history.get(fp, [])],
         ui_url=ui_link(run.run_id, run.settings),
     )
-    message_id = None
+    channel_id, message_id = chat.channel_id, None
     try:
-        message_id = (await ask(run.conns, card)).message_id
+        posted = await ask(run.conns, card)
+        channel_id, message_id = posted.channel_id, posted.message_id
     except UpstreamError as exc:
         # Still askable in the Prefect UI; the listener never runs a deadline default
         # for a request nobody could see in chat.
         run.log.error("approval request could not be posted to %s: %s", chat.title, exc)
     request = ApprovalRequest(
         action_id=action.action_id,
-        channel_id=chat.channel_id,
+        channel_id=channel_id,
         message_id=message_id,
         flow_run_id=run.run_id,
         risk=action.risk,

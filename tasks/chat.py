@@ -48,11 +48,28 @@ async def ask(conns: Connections, card: ApprovalCard) -> Posted:
     return await _ask(conns.chat, card)
 
 
+@task(name="post-in-thread", cache_policy=NO_CACHE, retries=0)
+async def _post_in_thread(
+    chat: ChatChannel, request: ApprovalRequest, message: ChatMessage
+) -> Posted:
+    return await chat.post_in_thread(request, message)
+
+
 async def post_in_thread(
     conns: Connections, request: ApprovalRequest, message: ChatMessage
 ) -> Posted:
-    """Post about a request beside it (a reminder, a follow-up)."""
-    return await conns.chat.post_in_thread(request, message)
+    """Post about a request beside it (a reminder, a follow-up; Slack: in its thread)."""
+    return await _post_in_thread(conns.chat, request, message)
+
+
+async def post_about(conns: Connections, action_id: str, message: ChatMessage) -> Posted:
+    """Post about an action: beside its approval request when it has one that reached
+    the channel (Slack: in the request's thread), else in the channel."""
+    record = await conns.ledger.actions.get_action(action_id)
+    request = record.request if record is not None else None
+    if request is not None and request.message_id:
+        return await post_in_thread(conns, request, message)
+    return await post_message(conns, message)
 
 
 async def update_request(
@@ -62,11 +79,21 @@ async def update_request(
     await conns.chat.update_request(request, update)
 
 
-async def say(conns: Connections, message: Notice, log: Logger | LoggerAdapter[Any]) -> bool:
-    """Post one notice to the approvals channel. A failure is logged, never raised: a
-    notice must not stop what it reports on. True when it was posted."""
+async def say(
+    conns: Connections,
+    message: Notice,
+    log: Logger | LoggerAdapter[Any],
+    *,
+    about: str | None = None,
+) -> bool:
+    """Post one notice to the approvals channel (about an action: beside its request,
+    `post_about`). A failure is logged, never raised: a notice must not stop what it
+    reports on. True when it was posted."""
     try:
-        await post_message(conns, message)
+        if about is not None:
+            await post_about(conns, about, message)
+        else:
+            await post_message(conns, message)
         return True
     except UpstreamError as exc:
         log.error("%s post %r failed: %s", conns.chat.title, message.title, exc)

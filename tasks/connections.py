@@ -19,6 +19,7 @@ from blocks.base import secret_values
 from blocks.job_runners import JobRunnerSpec, runner_block_fields, runner_by_field
 from blocks.names import BlockNames, load_block
 from blocks.policy import load_policy_block
+from channels.channel_set import ChannelSet
 from channels.port import ChatChannel
 from channels.registry import CHANNELS
 from clients.ledger import Ledger
@@ -81,13 +82,14 @@ class Connections:
 
     @property
     def chat(self) -> ChatChannel:
-        """The chat channel of this run (the first registered channel whose block was
-        loaded), built once and closed with the rest."""
+        """The chat channel of this run: the registered channel whose block was loaded,
+        or all of them as one (`channels.channel_set.ChannelSet`) when several were; built
+        once and closed with the rest."""
         if "chat" not in self._clients:
-            loaded = [c for c in CHANNELS if c.name in self.blocks]
+            loaded = [c.connect(self.blocks[c.name]) for c in CHANNELS if c.name in self.blocks]
             if not loaded:
                 raise KeyError("no chat channel block was loaded for this flow")
-            channel = loaded[0].connect(self.blocks[loaded[0].name])
+            channel = loaded[0] if len(loaded) == 1 else ChannelSet(loaded)
             self._stack.push_async_callback(channel.aclose)
             self._clients["chat"] = channel
         return self._clients["chat"]

@@ -37,7 +37,7 @@ from core.verify import (
 from core.vetting import ProposedAction
 from core.wire import JobRef, JobState
 from tasks.action_run import REPORT_KEY, ActionRunContext, close_cycle_if_done
-from tasks.chat import post_message
+from tasks.chat import post_about
 from tasks.connections import Connections
 from tasks.launch import read_output_tail
 from tasks.verify import ask_verdict, fetch_logs_since, recheck_issue
@@ -160,7 +160,7 @@ async def report_result(
         output_tail=tail,
     )
     try:
-        await post_message(run.conns, result_card)
+        await post_about(run.conns, action.action_id, result_card)
     except UpstreamError as exc:
         run.log.error("result post failed: %s", exc)
     # Before `finished`: the cycle's summary, posted once all its actions ended, reads it.

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from pydantic import SecretStr
@@ -34,12 +35,11 @@ from flows.remediate_action import remediate_action
 from sandbox.discord import SandboxUser
 from tasks.approvals import ApprovalPoller
 from tasks.connections import open_connections
+from tests.fixtures.chat import ChatDriver, chat_stack
 from tests.fixtures.loki_discord import (
     BOT_TOKEN,
-    BOT_USER_ID,
     CHANNEL_ID,
     GUILD_ID,
-    OTHER_BOT_ID,
 )
 from tests.fixtures.stack import FAST_POLICY, FAST_SETTINGS, Stack
 from tests.flows.helpers import eventually
@@ -197,6 +197,13 @@ class Background:
         await self.stop()
 
 
+@pytest.fixture(params=["discord", "slack"])
+def chat(request: pytest.FixtureRequest, stack: Stack) -> tuple[Stack, ChatDriver]:
+    """The stack speaking only to one chat channel (each test runs for both), and that
+    channel's sandbox driver."""
+    return chat_stack(stack, request.param)
+
+
 def message(stack: Stack, record: ActionRecord) -> Any:
     assert record.request is not None and record.request.message_id is not None
     return stack.discord.message(CHANNEL_ID, record.request.message_id)
@@ -228,57 +235,65 @@ async def decision(stack: Stack, a: ProposedAction) -> Decision:
 
 
 # --- deciding --------------------------------------------------------------------------
-async def test_an_approver_approves_and_the_action_runs(stack: Stack) -> None:
+async def test_an_approver_approves_and_the_action_runs(
+    chat: tuple[Stack, ChatDriver],
+) -> None:
+    stack, channel = chat
     pol = policy()
     [a] = proposals(pol, ("web-02", "low"))
     runs = Actions(stack, pol)
     async with Background(stack, pol):
         runs.start(a)
         [record] = await runs.paused(a)
-        react(stack, record, "✅", "alice")
+        channel.react(record, "✅", "alice")
         [state] = await runs.finished(a)
     assert completed(state) and (await state.result()).status == "finished"
     d = await decision(stack, a)
-    assert (d.decision, d.decider, d.via) == ("approve", "alice", "discord")
+    assert (d.decision, d.decider, d.via) == ("approve", "alice", channel.name)
     assert d.applied_at is not None
     assert stack.awx.launches(SCRIPTED) == 1
-    assert message(stack, record).content == "✅ Approved by alice"
+    assert channel.request_text(record) == "✅ Approved by alice"
     assert len(await events(stack, a.action_id, "decision_announced")) == 1
+    assert channel.pings() == []
 
 
-async def test_reject_and_a_reject_beating_an_approval(stack: Stack) -> None:
+async def test_reject_and_a_reject_beating_an_approval(chat: tuple[Stack, ChatDriver]) -> None:
+    stack, channel = chat
     pol = policy()
     rejected, vetoed = proposals(pol, ("web-01", "low"), ("web-02", "low"))
     runs = Actions(stack, pol)
     runs.start(rejected, vetoed)
     first, second = await runs.paused(rejected, vetoed)
-    react(stack, first, "❌", "carol")
-    react(stack, second, "✅", "alice")  # both seen in the same poll: the ❌ wins
-    react(stack, second, "❌", "bob")
+    channel.react(first, "❌", "carol")
+    channel.react(second, "✅", "alice")  # both seen in the same poll: the ❌ wins
+    channel.react(second, "❌", "bob")
     async with Background(stack, pol):
         states = await runs.finished(rejected, vetoed)
     assert all(completed(s) for s in states)
     assert [(await s.result()).status for s in states] == ["rejected", "rejected"]
     assert (await decision(stack, rejected)).decider == "carol"
     d = await decision(stack, vetoed)
-    assert (d.decision, d.decider, d.via) == ("reject", "bob", "discord")
+    assert (d.decision, d.decider, d.via) == ("reject", "bob", channel.name)
     assert stack.awx.launches(SCRIPTED) == 0
-    assert message(stack, second).content == "❌ Rejected by bob"
+    assert channel.request_text(second) == "❌ Rejected by bob"
+    assert channel.pings() == []
 
 
 async def test_bots_strangers_and_a_removed_approval_do_not_count_toward_the_quorum(
-    stack: Stack,
+    chat: tuple[Stack, ChatDriver],
 ) -> None:
+    stack, channel = chat
     pol = policy()
     [a] = proposals(pol, ("db-01", "high"))
     runs = Actions(stack, pol)
     async with Background(stack, pol) as listener:
         runs.start(a)
         [record] = await runs.paused(a)
-        assert set(stack.discord.reactions(CHANNEL_ID, record.request.message_id)) == {"✅", "❌"}
-        # The bot's own ✅ and ❌ are there already; another bot (with the approver role),
-        # a member without the role and a non-member approve; alice approves once.
-        react(stack, record, "✅", "helper-bot", "mallory", "dave", "alice")
+        assert channel.reactions(record) == {"✅", "❌"}
+        # The bot's own ✅ and ❌ are there already; another bot (with the approver role
+        # or in the approvers' group), a member who is not an approver and one who is not
+        # in the channel's workspace or guild approve; alice approves once.
+        channel.react(record, "✅", "helper-bot", "mallory", "dave", "alice")
 
         async def seen() -> bool:
             async with stack.ledger() as ledger:
@@ -287,17 +302,17 @@ async def test_bots_strangers_and_a_removed_approval_do_not_count_toward_the_quo
         await eventually(seen, what="votes recorded")
         await listener.more_polls(2)
         assert (await runs.record(a)).decision is None  # alice alone is not a quorum
-        stack.discord.unreact(CHANNEL_ID, record.request.message_id, "✅", "alice")
+        channel.unreact(record, "✅", "alice")
 
         async def removed() -> bool:
             async with stack.ledger() as ledger:
                 return any(v.removed_at for v in await ledger.actions.votes(a.action_id))
 
         await eventually(removed, what="alice's removal recorded")
-        react(stack, record, "✅", "bob")
+        channel.react(record, "✅", "bob")
         await listener.more_polls(2)
         assert (await runs.record(a)).decision is None  # bob alone: alice's ✅ is gone
-        react(stack, record, "✅", "carol")
+        channel.react(record, "✅", "carol")
         [state] = await runs.finished(a)
     assert completed(state) and (await state.result()).status == "finished"
     d = await decision(stack, a)
@@ -306,22 +321,26 @@ async def test_bots_strangers_and_a_removed_approval_do_not_count_toward_the_quo
         votes = {v.username: v for v in await ledger.actions.votes(a.action_id)}
     assert set(votes) == {"mallory", "dave", "alice", "bob", "carol"}  # bots never recorded
     assert votes["alice"].removed_at is not None
-    assert BOT_USER_ID not in {v.user_id for v in votes.values()}
-    assert OTHER_BOT_ID not in {v.user_id for v in votes.values()}
+    assert not channel.bot_ids & {v.user_id for v in votes.values()}
     assert stack.awx.launches(SCRIPTED) == 1
+    assert channel.pings() == []
 
 
 REMINDER_FRACTION = 0.6
 
 
-async def test_deadline_defaults_per_risk_level_and_one_reminder_each(stack: Stack) -> None:
+async def test_deadline_defaults_per_risk_level_and_one_reminder_each(
+    chat: tuple[Stack, ChatDriver],
+) -> None:
+    stack, channel = chat
     pol = policy(deadline=10)
     unseen, low, medium, high = proposals(
         pol, ("web-01", "low"), ("web-02", "low"), ("db-01", "medium"), ("app-01", "high")
     )
     runs = Actions(stack, pol)
-    # The first request cannot be posted to Discord (the post fails; the run still pauses).
-    stack.discord.inject(method="POST", path=rf"/api/v10/channels/{CHANNEL_ID}/messages", times=1)
+    # The first request cannot be posted to the channel (the post fails; the run still
+    # pauses).
+    channel.fail_next_request()
     runs.start(unseen)
     [unseen_record] = await runs.paused(unseen, posted=False)
     assert unseen_record.request.message_id is None
@@ -343,20 +362,18 @@ async def test_deadline_defaults_per_risk_level_and_one_reminder_each(stack: Sta
     ]:
         d = await decision(stack, a)
         assert (d.decision, d.via, d.decider) == (expected, "deadline", "deadline default")
-    assert "never reached Discord" in (await decision(stack, unseen)).comment
+    assert f"never reached {channel.title}" in (await decision(stack, unseen)).comment
     assert stack.awx.launches(SCRIPTED) == 2
-    texts = [message(stack, r).content for r in records]
+    texts = [channel.request_text(r) for r in records]
     assert texts == [
         "⏰ Deadline passed with no decision: ran by deadline default",
         "⏰ Deadline passed with no decision: ran by deadline default",
         "⏰ Deadline passed with no decision: will not run",
     ]
-    reminders = [
-        m for m in stack.discord.messages(CHANNEL_ID) if "Reminder" in m.embeds[0].get("title", "")
-    ]
-    assert sorted(m.embeds[0]["title"] for m in reminders) == sorted(
+    assert sorted(channel.reminder_titles()) == sorted(
         f"⏳ Reminder: noop_check on {a.host} awaits a decision" for a in (low, medium, high)
     )
+    assert channel.pings() == []
     for a in (low, medium, high):
         r = await runs.record(a)
         window = (r.request.deadline - r.request.requested_at).total_seconds()
@@ -366,7 +383,10 @@ async def test_deadline_defaults_per_risk_level_and_one_reminder_each(stack: Sta
 
 
 # --- restarts and races ------------------------------------------------------------------
-async def test_listener_killed_and_restarted_loses_and_doubles_nothing(stack: Stack) -> None:
+async def test_listener_killed_and_restarted_loses_and_doubles_nothing(
+    chat: tuple[Stack, ChatDriver],
+) -> None:
+    stack, channel = chat
     pol = policy()
     between, intended, resumed = proposals(
         pol, ("web-01", "low"), ("web-02", "low"), ("db-01", "medium")
@@ -379,9 +399,9 @@ async def test_listener_killed_and_restarted_loses_and_doubles_nothing(stack: St
     await first.kill()  # between polls, or in the middle of one
     # While no listener runs: a vote arrives; and the ledger is left as a listener killed
     # after recording an intent would leave it (and one killed right after resuming).
-    react(stack, r_between, "✅", "alice")
-    react(stack, r_intended, "✅", "bob")
-    react(stack, r_resumed, "✅", "carol")
+    channel.react(r_between, "✅", "alice")
+    channel.react(r_intended, "✅", "bob")
+    channel.react(r_resumed, "✅", "carol")
     now = datetime.now(UTC)
     async with stack.ledger() as ledger:
         for a, who in [(intended, "bob"), (resumed, "carol")]:
@@ -390,7 +410,7 @@ async def test_listener_killed_and_restarted_loses_and_doubles_nothing(stack: St
                     action_id=a.action_id,
                     decision="approve",
                     decider=who,
-                    via="discord",
+                    via=channel.name,
                     intended_at=now,
                 )
             )
@@ -399,7 +419,7 @@ async def test_listener_killed_and_restarted_loses_and_doubles_nothing(stack: St
             uuid.UUID(r_resumed.request.flow_run_id), run_input={"decision": "approve"}
         )
     assert answer.status.value == "ACCEPT"
-    react(stack, r_intended, "✅", "alice")  # arrives after the intent: changes nothing
+    channel.react(r_intended, "✅", "alice")  # arrives after the intent: changes nothing
     async with Background(stack, pol):
         states = await runs.finished(between, intended, resumed)
     assert all(completed(s) for s in states)
@@ -408,9 +428,9 @@ async def test_listener_killed_and_restarted_loses_and_doubles_nothing(stack: St
     expected.append((resumed, "carol", r_resumed))
     for a, who, r in expected:
         d = await decision(stack, a)
-        assert (d.decision, d.decider, d.via) == ("approve", who, "discord")
+        assert (d.decision, d.decider, d.via) == ("approve", who, channel.name)
         assert d.applied_at is not None
-        assert message(stack, r).content == f"✅ Approved by {who}"
+        assert channel.request_text(r) == f"✅ Approved by {who}"
         assert len(await events(stack, a.action_id, "decision_announced")) == 1
         assert len(await events(stack, a.action_id, "decision")) == 1  # the run's own record
 
