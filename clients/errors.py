@@ -8,6 +8,7 @@ was one, and never contains a secret (messages pass through `core.redact.redact`
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from core.errors import RemediationError
 from core.redact import redact
@@ -55,6 +56,73 @@ class DiscordNotFound(DiscordError):
 
 class DiscordRateLimited(DiscordError):
     """Still rate limited after the bounded retries."""
+
+
+class SlackError(UpstreamError):
+    """A Slack Web API call failed; `error` is Slack's own code (`channel_not_found`),
+    empty when no Slack answer was read (a connection failure)."""
+
+    service = "Slack"
+
+    def __init__(
+        self,
+        operation: str,
+        detail: str,
+        *,
+        error: str = "",
+        status_code: int | None = None,
+        secrets: Iterable[str] = (),
+        request_sent: bool = True,
+    ) -> None:
+        self.error = error
+        super().__init__(
+            operation,
+            detail,
+            status_code=status_code,
+            secrets=secrets,
+            request_sent=request_sent,
+        )
+
+
+class SlackNotFound(SlackError):
+    """The channel, message, thread, user or user group does not exist (or was deleted)."""
+
+
+class SlackNotInChannel(SlackError):
+    """The bot was not invited to the channel."""
+
+
+class SlackAuthError(SlackError):
+    """The token is missing, wrong, revoked or expired, or its bot was deactivated."""
+
+
+class SlackMissingScope(SlackError):
+    """The token lacks a scope: `needed` names it, `provided` lists what it has."""
+
+    def __init__(
+        self, operation: str, detail: str, *, needed: str = "", provided: str = "", **kw: Any
+    ) -> None:
+        self.needed = needed
+        self.provided = provided
+        super().__init__(operation, detail, **kw)
+
+
+class SlackMessageTooLong(SlackError):
+    """The message `text` is over Slack's limit."""
+
+
+class SlackInvalidBlocks(SlackError):
+    """Slack refused the Block Kit array (malformed, or over a limit)."""
+
+
+class SlackRateLimited(SlackError):
+    """Still HTTP 429 after the retries; `retry_after` is Slack's last `Retry-After`."""
+
+    def __init__(
+        self, operation: str, detail: str, *, retry_after: float | None = None, **kw: Any
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(operation, detail, **kw)
 
 
 class ClaudeError(UpstreamError):

@@ -3,7 +3,7 @@
 RemediationError                 every error this project raises on purpose
   ├ ConfigError                  invalid policy or settings (names the field)
   └ UpstreamError                clients/errors.py: an external system failed
-      ├ PrometheusError · LokiError · DiscordError · ClaudeError · LedgerError
+      ├ PrometheusError · LokiError · DiscordError · SlackError · ClaudeError · LedgerError
       └ JobRunnerError ─ LaunchRefused
 """
 

@@ -76,6 +76,39 @@ class DiscordMessage(Frozen):
     embeds: list[dict[str, Any]] = Field(default_factory=list)
 
 
+# --- Slack --------------------------------------------------------------------------
+class SlackIdentity(Frozen):
+    """Who a token is (`auth.test`): the bot's user id, its bot id and the workspace."""
+
+    user_id: str
+    bot_id: str | None = None
+    team_id: str | None = None
+
+
+class SlackPosted(Frozen):
+    """Where a posted message is: its channel and its `ts` (Slack's message id)."""
+
+    channel: str
+    ts: str
+
+
+class SlackReaction(Frozen):
+    """One emoji on a message (`white_check_mark`, `x`) and who added it."""
+
+    name: str
+    users: list[str]
+    count: int
+
+
+class SlackUser(Frozen):
+    """A workspace member; `is_bot` covers bot users, app bots and Slackbot."""
+
+    id: str
+    name: str
+    is_bot: bool
+    deleted: bool = False
+
+
 # --- Claude -------------------------------------------------------------------------
 class TokenUsage(Frozen):
     input_tokens: int = 0

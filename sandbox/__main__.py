@@ -1,10 +1,10 @@
 """`python -m sandbox` / `remediation-sandbox`: the whole sandbox in one process.
 
 Starts the simulated fleet, Debian's real Prometheus scraping it, and the sandbox Loki,
-Discord, Anthropic (the sandbox model: a simulation, not Claude), AWX and Semaphore on
-loopback; prints their URLs and the `REMEDIATION_*` variables that point
-`remediation-blocks` at them; runs until Ctrl-C or SIGTERM, then stops everything
-(Prometheus by its PID).
+Discord, Slack, Anthropic (the sandbox model: a simulation, not Claude), AWX and Semaphore
+on loopback; prints their URLs and the `REMEDIATION_*` variables that point
+`remediation-blocks` at them (Slack's apart, to add when asking in Slack); runs until
+Ctrl-C or SIGTERM, then stops everything (Prometheus by its PID).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="remediation-sandbox",
         description="Start every sandbox server (simulated fleet, real Prometheus, Loki, "
-        "Discord, the sandbox model standing in for Claude, AWX, Semaphore) on 127.0.0.1, "
+        "Discord, Slack, the sandbox model standing in for Claude, AWX, Semaphore) on 127.0.0.1, "
         "print their URLs, and stop them all on Ctrl-C.",
         epilog="Then, in another shell: source the --env-file and run `remediation-blocks` "
         "to save blocks pointing at this sandbox.",
@@ -73,6 +73,8 @@ def _report(info: dict[str, Any]) -> str:
         f"  Prometheus       {urls['prometheus']}   (real, PID {info['prometheus_pid']})",
         f"  Loki             {urls['loki']}",
         f"  Discord          {urls['discord']}   people: {people}",
+        f"  Slack            {urls['slack']}   channel {info['slack']['channel_id']}, "
+        f"approvers group {info['slack']['approvers_usergroup_id']}",
         f"  Anthropic API    {urls['anthropic']}   answers: {info['model']}",
         f"  AWX              {urls['awx']}",
         f"  Semaphore        {urls['semaphore']}",
@@ -80,6 +82,8 @@ def _report(info: dict[str, Any]) -> str:
         "blocks pointing at this sandbox: export these, then run `remediation-blocks`",
     ]
     lines += [f"  export {k}={shlex.quote(v)}" for k, v in info["env"].items()]
+    lines += ["", "to ask in Slack as well, also export these:"]
+    lines += [f"  export {k}={shlex.quote(v)}" for k, v in info["slack"]["env"].items()]
     return "\n".join(lines)
 
 

@@ -3,12 +3,14 @@
 The stack is: the simulated fleet (node_exporter + process-exporter stand-in), Debian's
 real Prometheus scraping it, the sandbox Loki (the fleet pushes its journal there), the
 sandbox Discord (a bot, one guild, an approvals channel, three approvers and a member
-without the approver role), the sandbox model behind the Anthropic Messages API (a
+without the approver role), the sandbox Slack (the same people, a bot, another bot, an
+approvers user group, an approvals channel), the sandbox model behind the Anthropic Messages API (a
 deterministic simulation, not Claude), and the sandbox AWX and Semaphore running the
 real playbooks of `sandbox/playbooks/` against the fleet.
 
 `SandboxStack.env()` answers the `REMEDIATION_*` variables that `remediation-blocks`
-reads, so saving blocks that point at the sandbox is one command.
+reads, so saving blocks that point at the sandbox is one command; `slack_env()` answers
+the Slack block's, kept apart so that choosing Slack stays a decision of the demo.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sandbox.discord import DiscordServer, SandboxUser
 from sandbox.fleet import Fleet
 from sandbox.jobs import JobTemplate
 from sandbox.loki import LokiServer
+from sandbox.slack import SlackSandboxChannel, SlackSandboxUser, SlackServer
 
 DEFAULT_HOSTS = ("web-01", "web-02", "db-01")
 
@@ -61,6 +64,34 @@ PEOPLE = (
 )
 BOT = SandboxUser("1400000000000000001", "remediation-bot", bot=True, token=BOT_TOKEN)
 
+SLACK_BOT_TOKEN = "xoxb-0000000001-0000000002-sandboxdemobottokennotsecret"
+SLACK_CHANNEL_ID = "C0APPROVALS"
+SLACK_APPROVERS_GROUP_ID = "S0APPROVERS"
+SLACK_BOT = SlackSandboxUser(
+    "U0REMEDBOT", "remediation-bot", is_bot=True, bot_id="B0REMEDBOT", token=SLACK_BOT_TOKEN
+)
+# Another app in the workspace: its reactions must never count as votes.
+SLACK_OTHER_BOT = SlackSandboxUser("U0HELPERBOT", "helper-bot", is_bot=True, bot_id="B0HELPERBOT")
+
+
+def slack_user_id(person: Person) -> str:
+    return f"U0{person.name.upper()}"
+
+
+def slack_users() -> list[SlackSandboxUser]:
+    people = [SlackSandboxUser(slack_user_id(p), p.name) for p in PEOPLE]
+    return [SLACK_BOT, SLACK_OTHER_BOT, *people]
+
+
+def slack_server() -> SlackServer:
+    """The demo's Slack: everyone in the approvals channel, approvers in one user group."""
+    approvers = [slack_user_id(p) for p in PEOPLE if p.approver]
+    return SlackServer(
+        slack_users(),
+        channels=[SlackSandboxChannel(SLACK_CHANNEL_ID, name="remediation-approvals")],
+        usergroups={SLACK_APPROVERS_GROUP_ID: approvers},
+    )
+
 
 def discord_users() -> list[SandboxUser]:
     people = [
@@ -97,6 +128,7 @@ class SandboxStack:
                 "discord",
                 DiscordServer(discord_users(), guild_id=GUILD_ID, channel_ids=[CHANNEL_ID]).start(),
             )
+            self._add("slack", slack_server().start())
             self._add("anthropic", AnthropicServer(api_keys=[SANDBOX_API_KEY]).start())
             for name, cls, kwargs in (
                 ("awx", AwxServer, {"token": AWX_TOKEN}),
@@ -141,6 +173,7 @@ class SandboxStack:
             "fleet": s["fleet"].url,
             "loki": s["loki"].url,
             "discord": s["discord"].api_base,
+            "slack": s["slack"].api_base,
             "anthropic": s["anthropic"].url,
             "awx": s["awx"].url,
             "semaphore": s["semaphore"].url,
@@ -174,6 +207,16 @@ class SandboxStack:
             "REMEDIATION_SEMAPHORE_TIMEOUT_SECONDS": "5",
         }
 
+    def slack_env(self) -> dict[str, str]:
+        """The Slack block's variables (approvers by user group, as a team would)."""
+        return {
+            "REMEDIATION_SLACK_BOT_TOKEN": SLACK_BOT_TOKEN,
+            "REMEDIATION_SLACK_CHANNEL_ID": SLACK_CHANNEL_ID,
+            "REMEDIATION_SLACK_APPROVER_USERGROUP_IDS": SLACK_APPROVERS_GROUP_ID,
+            "REMEDIATION_SLACK_API_BASE_URL": self.urls()["slack"],
+            "REMEDIATION_SLACK_TIMEOUT_SECONDS": "5",
+        }
+
     def describe(self) -> dict[str, Any]:
         """Everything another process needs: URLs, PIDs, people and the blocks' env."""
         prometheus = self.servers["prometheus"]
@@ -187,6 +230,16 @@ class SandboxStack:
                 "approver_role_id": APPROVER_ROLE_ID,
                 "bot": BOT.username,
                 "people": [{"name": p.name, "id": p.id, "approver": p.approver} for p in PEOPLE],
+            },
+            "slack": {
+                "channel_id": SLACK_CHANNEL_ID,
+                "approvers_usergroup_id": SLACK_APPROVERS_GROUP_ID,
+                "bot": SLACK_BOT.name,
+                "other_bot": SLACK_OTHER_BOT.name,
+                "people": [
+                    {"name": p.name, "id": slack_user_id(p), "approver": p.approver} for p in PEOPLE
+                ],
+                "env": self.slack_env(),
             },
             "model": f"{SIMULATED_MODEL} (sandbox model: a simulation, not Claude)",
             "env": self.env(),

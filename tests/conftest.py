@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.prometheus",
     "tests.fixtures.loki_discord",
+    "tests.fixtures.slack",
     "tests.fixtures.anthropic",
     "tests.fixtures.jobs",
     "tests.fixtures.stack",

@@ -86,7 +86,17 @@ def violations(package: str, forbidden: Callable[[str], bool]) -> list[str]:
 
 
 # I/O libraries core never touches (pydantic and the standard library's pure parts are fine)
-IO_LIBRARIES = ("httpx", "sqlalchemy", "prefect", "anthropic", "discord", "aiosqlite", "asyncpg")
+IO_LIBRARIES = (
+    "httpx",
+    "sqlalchemy",
+    "prefect",
+    "anthropic",
+    "discord",
+    "slack_sdk",
+    "aiohttp",
+    "aiosqlite",
+    "asyncpg",
+)
 # Prefect's own API client, deployment runs and Variables: PrefectRuns's, reached through tasks
 PREFECT_API = ("prefect.deployments", "prefect.variables", "prefect.get_client")
 
@@ -129,7 +139,14 @@ def test_chat_adapters_never_import_tasks_or_flows() -> None:
 def test_tasks_reach_a_chat_channel_only_through_its_adapter() -> None:
     # tasks post through tasks.chat and the ChatChannel port, never a channel's own
     # client or block; flows do not even import the port
-    own = ("clients.discord", "blocks.discord", "channels.discord")
+    own = (
+        "clients.discord",
+        "blocks.discord",
+        "channels.discord",
+        "clients.slack",
+        "blocks.slack",
+        "channels.slack",
+    )
     found = [
         *violations("tasks", lambda dep: any(_under(dep, p) for p in own)),
         *violations("flows", lambda dep: _under(dep, "channels")),
