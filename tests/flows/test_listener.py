@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ from prefect.client.schemas.objects import StateType
 from pydantic import SecretStr
 
 from blocks import DiscordBot
+from channels.channel_set import decode_ids
 from clients.prefect_runs import PrefectRuns
 from core.analysis import ModelAction
 from core.models import CheckName, Issue, Risk, Severity
@@ -35,12 +37,14 @@ from flows.remediate_action import remediate_action
 from sandbox.discord import SandboxUser
 from tasks.approvals import ApprovalPoller
 from tasks.connections import open_connections
-from tests.fixtures.chat import ChatDriver, chat_stack
+from tests.fixtures.chat import ChatDriver, DiscordDriver, chat_stack
 from tests.fixtures.loki_discord import (
     BOT_TOKEN,
     CHANNEL_ID,
     GUILD_ID,
 )
+from tests.fixtures.slack import CHANNEL_ID as SLACK_CHANNEL_ID
+from tests.fixtures.slack import SlackDriver, slack_names
 from tests.fixtures.stack import FAST_POLICY, FAST_SETTINGS, Stack
 from tests.flows.helpers import eventually
 
@@ -380,6 +384,55 @@ async def test_deadline_defaults_per_risk_level_and_one_reminder_each(
         left = (r.request.deadline - r.request.reminder_sent_at).total_seconds()
         assert 0 < left <= REMINDER_FRACTION * window
     assert (await runs.record(unseen)).request.reminder_sent_at is None
+
+
+def in_channel(record: ActionRecord, name: str) -> ActionRecord:
+    """The record as one channel sees it: its own request of the several asked."""
+    assert record.request is not None
+    return record.model_copy(update={"request": decode_ids(record.request)[name]})
+
+
+async def test_both_channels_ask_each_action_once_and_one_decision_edits_both(
+    stack: Stack,
+) -> None:
+    both = dataclasses.replace(stack, names=slack_names(stack.names, with_discord=True))
+    discord, slack = DiscordDriver(stack.discord), SlackDriver(stack.slack)
+    pol = policy()
+    vetoed, approved = proposals(pol, ("web-01", "low"), ("web-02", "low"))
+    runs = Actions(both, pol)
+    runs.start(vetoed, approved)
+    r_vetoed, r_approved = await runs.paused(vetoed, approved)
+    for r in (r_vetoed, r_approved):
+        assert set(decode_ids(r.request)) == {"discord", "slack"}  # asked in both, once
+        assert discord.reactions(in_channel(r, "discord")) == {"✅", "❌"}
+        assert slack.reactions(in_channel(r, "slack")) == {"✅", "❌"}
+    discord.react(in_channel(r_vetoed, "discord"), "✅", "alice")
+    slack.react(in_channel(r_vetoed, "slack"), "❌", "bob")  # ❌ in either beats ✅ in either
+    slack.react(in_channel(r_approved, "slack"), "✅", "alice")
+    discord.react(in_channel(r_approved, "discord"), "✅", "mallory")  # not an approver
+    async with Background(both, pol):
+        states = await runs.finished(vetoed, approved)
+    assert [(await s.result()).status for s in states] == ["rejected", "finished"]
+    d_vetoed, d_approved = await decision(stack, vetoed), await decision(stack, approved)
+    assert (d_vetoed.decision, d_vetoed.decider, d_vetoed.via) == ("reject", "bob (Slack)", "chat")
+    assert (d_approved.decision, d_approved.decider) == ("approve", "alice (Slack)")
+    assert stack.awx.launches(SCRIPTED) == 1
+    for r, text in [
+        (r_vetoed, "❌ Rejected by bob (Slack)"),
+        (r_approved, "✅ Approved by alice (Slack)"),
+    ]:
+        assert discord.request_text(in_channel(r, "discord")) == text
+        assert slack.request_text(in_channel(r, "slack")) == text
+        assert len(await events(stack, r.proposal.action_id, "decision_announced")) == 1
+    # Everything was said in both: the requests, and beside each (Slack: in its thread)
+    # the rejection and the result.
+    in_slack = stack.slack.messages(SLACK_CHANNEL_ID)
+    assert len(stack.discord.messages(CHANNEL_ID)) == len(in_slack) == 4
+    replies = [m for m in in_slack if m["thread_ts"]]
+    assert {m["thread_ts"] for m in replies} == {
+        decode_ids(r.request)["slack"].message_id for r in (r_vetoed, r_approved)
+    }
+    assert slack.pings() == []
 
 
 # --- restarts and races ------------------------------------------------------------------
