@@ -57,6 +57,56 @@ class DiscordRateLimited(DiscordError):
     """Still rate limited after the bounded retries."""
 
 
+class SlackError(UpstreamError):
+    """Slack answered `ok: false`; `error` is Slack's code."""
+
+    service = "Slack"
+
+    def __init__(self, operation: str, error: str, **kwargs: object) -> None:
+        self.error = error
+        super().__init__(operation, error, **kwargs)  # type: ignore[arg-type]
+
+
+class SlackNotFound(SlackError):
+    """channel_not_found, message_not_found, thread_not_found, user_not_found, no_such_subteam."""
+
+
+class SlackNotInChannel(SlackError):
+    """not_in_channel: the bot was not invited to the channel."""
+
+
+class SlackAuthError(SlackError):
+    """invalid_auth, not_authed, account_inactive, token_revoked, token_expired."""
+
+
+class SlackMissingScope(SlackError):
+    """missing_scope: `needed` and `provided` as Slack reported them."""
+
+    def __init__(
+        self, operation: str, error: str, *, needed: str = "", provided: str = "", **kwargs: object
+    ) -> None:
+        self.needed, self.provided = needed, provided
+        super().__init__(operation, error, **kwargs)
+
+
+class SlackMessageTooLong(SlackError):
+    """msg_too_long."""
+
+
+class SlackInvalidBlocks(SlackError):
+    """invalid_blocks, invalid_blocks_format."""
+
+
+class SlackRateLimited(SlackError):
+    """Still HTTP 429 after the retries."""
+
+    def __init__(
+        self, operation: str, error: str, *, retry_after: float = 0, **kwargs: object
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(operation, error, **kwargs)
+
+
 class ClaudeError(UpstreamError):
     service = "Claude"
 

@@ -76,6 +76,33 @@ class DiscordMessage(Frozen):
     embeds: list[dict[str, Any]] = Field(default_factory=list)
 
 
+# --- Slack --------------------------------------------------------------------------
+class SlackIdentity(Frozen):
+    """Who the token is (auth.test)."""
+
+    user_id: str
+    bot_id: str | None = None
+    team_id: str | None = None
+
+
+class SlackPosted(Frozen):
+    channel: str
+    ts: str
+
+
+class SlackReaction(Frozen):
+    name: str
+    users: list[str]
+    count: int
+
+
+class SlackUser(Frozen):
+    id: str
+    name: str
+    is_bot: bool
+    deleted: bool = False
+
+
 # --- Claude -------------------------------------------------------------------------
 class TokenUsage(Frozen):
     input_tokens: int = 0
