@@ -1,10 +1,6 @@
 """The Slack adapter of the chat-channel port, against the sandbox Slack: it asks, reads
 reactions back as a ballot, edits requests, posts in threads and says who may approve —
 and nothing it posts could ping anyone.
-
-TO BE RUN AFTER MERGE: the sandbox Slack (`sandbox/slack.py`) and its fixtures
-(`tests/fixtures/slack.py`: the `slack` fixture, its users and groups) come from the
-slack-wire branch; until they are in the tree every test here is skipped.
 """
 
 from __future__ import annotations
@@ -26,10 +22,8 @@ from core.policy import Policy
 from core.records import ApprovalRequest, Decision
 from tests.channels.test_slack_render import hostile_action, messages
 from tests.core.factories import NOW, action, issue, vet
+from tests.fixtures import slack as fixtures
 
-fixtures = pytest.importorskip(
-    "tests.fixtures.slack", reason="the sandbox Slack arrives with the slack-wire branch"
-)
 BOT_TOKEN, BOT_USER_ID, CHANNEL_ID = fixtures.BOT_TOKEN, fixtures.BOT_USER_ID, fixtures.CHANNEL_ID
 ALICE, BOB, CAROL = fixtures.ALICE_ID, fixtures.BOB_ID, fixtures.CAROL_ID
 MALLORY, DAVE, HELPER_BOT = fixtures.MALLORY_ID, fixtures.DAVE_ID, fixtures.OTHER_BOT_USER_ID
