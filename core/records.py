@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, get_args
 
 from core.models import Frozen, Risk
 from core.vetting import ProposedAction
@@ -38,7 +38,9 @@ class ActionStatus(StrEnum):
 # Where a decision was made: a chat channel's registry name ("chat": several channels at
 # once), the Prefect UI, a deadline default, the operator, or an expired run.
 Via = Literal["discord", "slack", "chat", "ui", "deadline", "operator", "expired"]
-CHAT_VIAS: tuple[str, ...] = ("discord", "slack", "chat")
+CHAT_VIAS: tuple[str, ...] = tuple(
+    v for v in get_args(Via) if v not in ("ui", "deadline", "operator", "expired")
+)
 
 
 class ApprovalRequest(Frozen):

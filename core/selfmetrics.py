@@ -16,12 +16,13 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 
 from core.dedup import DropReason
 from core.models import Frozen
+from core.records import Via
 from core.report import CycleOutcome, CycleReport
 from core.wire import TokenUsage
 
@@ -50,7 +51,8 @@ DROP_REASONS = {
     DropReason.ACTION_IN_FLIGHT.value: "action_in_flight",
     DropReason.CLAIMED_BY_OTHER_CYCLE.value: "claimed_by_other_cycle",
 }
-APPROVAL_VIAS = ("discord", "slack", "chat", "ui", "deadline", "operator")
+# Every way a decision is made but "expired" (an expired run was never decided).
+APPROVAL_VIAS = tuple(v for v in get_args(Via) if v != "expired")
 JOB_STATES = (
     "successful",
     "failed",

@@ -574,10 +574,11 @@ OPEN = "open"
 
 def decided_text(decision: Decision) -> str:
     """Who decided, and how: "alice (in Discord)" (`via` is where the decision was made)."""
+    if decision.via == "chat":  # several channels: each name says its own ("alice (Slack)")
+        return decision.decider
+    if decision.via in CHAT_VIAS:  # a channel's registry name is its title in lower case
+        return f"{decision.decider} (in {decision.via.capitalize()})"
     how = {
-        "discord": "in Discord",
-        "slack": "in Slack",
-        "chat": "in chat",
         "ui": "in the Prefect UI",
         "deadline": "by deadline default",
         "operator": "by operator",

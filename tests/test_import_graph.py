@@ -14,6 +14,8 @@ import ast
 from collections.abc import Callable
 from pathlib import Path
 
+from channels.registry import CHANNELS
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("core", "clients", "blocks", "channels", "tasks", "flows")
 
@@ -159,7 +161,7 @@ def test_flows_name_no_chat_channel() -> None:
         f"{p.name}:{n}"
         for p in sorted((ROOT / "flows").glob("*.py"))
         for n, line in enumerate(p.read_text().splitlines(), 1)
-        if "discord" in line.lower()
+        if any(channel.name in line.lower() for channel in CHANNELS)
     ]
     assert not named, "\n".join(named)
 
@@ -174,8 +176,9 @@ def test_the_layering_rules_see_lazy_and_aliased_imports() -> None:
     assert not _flow_forbidden("prefect.context")
 
 
-# Discord's own markup: its timestamps `<t:…:R>`, its mentions `<@…>`, and its embed models.
-DISCORD_MARKUP = ("<t:", "<@")
+# Discord's own markup: its timestamps `<t:…:R>`, its mentions `<@…>`, and its embed models;
+# Slack's special mentions and dates `<!…>` too.
+DISCORD_MARKUP = ("<t:", "<@", "<!")
 EMBED_MODELS = {"Embed", "EmbedField", "FallbackEmbed"}
 
 
