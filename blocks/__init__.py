@@ -13,11 +13,13 @@ from blocks.loki import LokiConnection
 from blocks.policy import RemediationPolicy
 from blocks.prometheus import PrometheusConnection
 from blocks.semaphore import SemaphoreConnection
+from blocks.slack import SlackBot
 
 ALL_BLOCKS = (
     PrometheusConnection,
     LokiConnection,
     DiscordBot,
+    SlackBot,
     ClaudeCredentials,
     *(spec.block for spec in runners_with_blocks() if spec.block is not None),
     LedgerDatabase,
@@ -34,4 +36,5 @@ __all__ = [
     "PrometheusConnection",
     "RemediationPolicy",
     "SemaphoreConnection",
+    "SlackBot",
 ]

@@ -28,15 +28,17 @@ from blocks import (
     LedgerDatabase,
     LokiConnection,
     PrometheusConnection,
+    SlackBot,
 )
 from blocks.job_runners import runners_with_blocks
-from blocks.names import BlockNames
+from blocks.names import SLACK_BLOCK, BlockNames
 
 PREFIX = "REMEDIATION_"
 SERVICES: dict[str, type[Block]] = {
     "prometheus": PrometheusConnection,
     "loki": LokiConnection,
     "discord": DiscordBot,
+    "slack": SlackBot,
     "claude": ClaudeCredentials,
 }
 
@@ -48,6 +50,9 @@ def kinds() -> dict[str, type[Block]]:
     return {**SERVICES, **runners, "ledger": LedgerDatabase}
 
 
+# Blocks a flow uses only when named (`BlockNames` default None), saved under this name
+# when the variables are set and `--blocks` names none.
+SAVED_AS = {"slack": SLACK_BLOCK}
 ALIASES = {"REMEDIATION_CLAUDE_API_KEY": "ANTHROPIC_API_KEY"}
 ALWAYS_SAVED = ("ledger",)
 NEEDED_BY_FLOWS = ("prometheus", "loki", "discord", "claude", "ledger")
@@ -55,6 +60,15 @@ NEEDED_BY_FLOWS = ("prometheus", "loki", "discord", "claude", "ledger")
 
 class SetupError(Exception):
     """A variable is malformed or a block is incomplete; the message names the variable."""
+
+
+def block_name(names: BlockNames, kind: str) -> str | None:
+    """The document a kind is saved as: its name in `names`, else (not given at all)
+    the opt-in default; None when `names` sets it to None on purpose."""
+    name = getattr(names, kind)
+    if name is None and kind not in names.model_fields_set:
+        return SAVED_AS.get(kind)
+    return name
 
 
 def variable(kind: str, field: str) -> str:
@@ -139,7 +153,7 @@ async def setup_blocks(
     """
     report, planned, errors = [], [], []
     for kind in only or list(kinds()):
-        name = getattr(names, kind)
+        name = block_name(names, kind)
         if name is None:
             report.append(f"skipped {kind}: no block name")
             continue
@@ -170,7 +184,7 @@ def _variables_help() -> str:
     lines = ["environment variables (one per block field; lists are comma-separated):"]
     for kind, cls in kinds().items():
         lines.append(
-            f"\n  {cls.__name__}, saved as {BlockNames.model_fields[kind].default!r} "
+            f"\n  {cls.__name__}, saved as {block_name(BlockNames(), kind)!r} "
             f'(another name: --blocks \'{{"{kind}": "NAME"}}\'):'
         )
         for name, info in fields(kind).items():
@@ -182,7 +196,8 @@ def _variables_help() -> str:
             lines.append(f"        {info.description or ''}")
     runners = [spec.names_field for spec in runners_with_blocks()]
     lines.append(
-        "\nThe flows need prometheus, loki, discord, claude and ledger; "
+        "\nThe flows need prometheus, loki, discord (or slack, or both), claude and ledger; "
+        "slack is used once the flows' blocks name it; "
         f"{_and(runners)} {'is' if len(runners) == 1 else 'are'} needed only by catalog "
         "entries that use them."
     )

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from blocks.discord import DiscordBot
+from blocks.slack import SlackBot
 from channels.discord import DiscordChannel
 from channels.port import ChatChannel
+from channels.slack import SlackChannel
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class ChannelSpec:
 
 CHANNELS: tuple[ChannelSpec, ...] = (
     ChannelSpec("discord", "Discord", DiscordBot, DiscordChannel.from_block),
+    ChannelSpec("slack", "Slack", SlackBot, SlackChannel.from_block),
 )
 BLOCK_FIELDS: tuple[str, ...] = tuple(c.name for c in CHANNELS)
 

@@ -301,8 +301,10 @@ DELETED_AT_DEADLINE = deleted_at_deadline("Discord")
 
 
 def roles_needed(user_id: str, approvers: Approvers, guild_id: str | None) -> bool:
-    """Whether `may_approve` needs the user's guild roles looked up first (a listed user
-    never does; without a guild they cannot be looked up)."""
+    """Whether `may_approve` needs the user's roles looked up first (a listed user
+    never does; without a guild they cannot be looked up). A channel's "guild" is where
+    its groups live and "roles" are its groups: a Discord guild and its roles, a Slack
+    workspace and its user groups."""
     if user_id in approvers.user_ids or not guild_id:
         return False
     if approvers.role_ids:
@@ -313,12 +315,14 @@ def roles_needed(user_id: str, approvers: Approvers, guild_id: str | None) -> bo
 def may_approve(
     user_id: str, approvers: Approvers, *, guild_id: str | None, roles: Sequence[str] | None
 ) -> bool:
-    """May `user_id` decide in Discord? Approver user ids or role ids from the Discord
-    block; with neither listed, any guild member only if `any_member` is set.
+    """May `user_id` decide in a chat channel? Approver user ids or role ids (Slack: user
+    group ids) from the channel's block; with neither listed, any member only if
+    `any_member` is set.
 
-    `roles` are the user's guild role ids as looked up when `roles_needed` said so (None:
-    not a member of the guild, or not looked up). Roles cannot be checked without the
-    guild, and a person who left the guild no longer counts as a channel member."""
+    `roles` are the user's role (or approver group) ids as looked up when `roles_needed`
+    said so (None: not a member of the guild or workspace, or not looked up). Roles
+    cannot be checked without the guild, and a person who left it no longer counts as a
+    channel member."""
     if user_id in approvers.user_ids:
         return True
     if approvers.role_ids:

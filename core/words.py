@@ -520,6 +520,13 @@ def summary_row_text(row: Mapping[str, str], *, verdict: str) -> str:
     )
 
 
+def more_actions_not_listed(count: int) -> str:
+    return (
+        f"… and {count} more action(s) not listed here (the cycle report in Prefect "
+        "lists every one)."
+    )
+
+
 def verdict_tally(rows: Sequence[Mapping[str, str]]) -> str | None:
     counts: dict[str, int] = {}
     for r in rows:

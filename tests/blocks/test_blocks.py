@@ -1,4 +1,4 @@
-"""The seven blocks: described fields, hidden secrets, explicit slugs, client wiring."""
+"""The eight blocks: described fields, hidden secrets, explicit slugs, client wiring."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from blocks import (
     LokiConnection,
     PrometheusConnection,
     SemaphoreConnection,
+    SlackBot,
 )
 from sandbox.http import Response, SandboxServer
 from tests.fixtures.anthropic import ANTHROPIC_TEST_KEY
@@ -39,6 +40,7 @@ def planted_blocks() -> list[Block]:
         PrometheusConnection(url="http://127.0.0.1:1", bearer_token=s),
         LokiConnection(url="http://127.0.0.1:1", basic_auth_username="u", basic_auth_password=s),
         DiscordBot(bot_token=s, approvals_channel_id="1"),
+        SlackBot(bot_token=s, channel_id="C1", api_base_url="http://127.0.0.1:1/api/"),
         ClaudeCredentials(api_key=s),
         AwxConnection(url="http://127.0.0.1:1", token=s),
         SemaphoreConnection(url="http://127.0.0.1:1", api_token=s, project_id=1),
@@ -57,7 +59,7 @@ def test_every_field_is_described_and_slug_is_explicit(cls: type[Block]) -> None
 
 def test_slugs_are_unique() -> None:
     slugs = [c.get_block_type_slug() for c in ALL_BLOCKS]
-    assert len(set(slugs)) == len(ALL_BLOCKS) == 8
+    assert len(set(slugs)) == len(ALL_BLOCKS) == 9
 
 
 @pytest.mark.parametrize("block", planted_blocks(), ids=lambda b: type(b).__name__)

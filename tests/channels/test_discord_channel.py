@@ -13,7 +13,7 @@ from blocks.discord import DiscordBot
 from channels.discord import DiscordChannel
 from channels.discord_render import embeds
 from channels.port import ChatChannel, Reaction
-from channels.registry import CHANNELS
+from channels.registry import spec
 from clients.discord import embeds_json
 from core.approval import Approvers
 from core.messages import ApprovalCard, DecisionOutcome, Reminder
@@ -72,7 +72,7 @@ def request_of(message_id: str) -> ApprovalRequest:
 
 
 def test_the_registry_builds_the_discord_adapter_from_its_block() -> None:
-    [discord] = CHANNELS
+    discord = spec("discord")
     assert (discord.name, discord.title, discord.block) == ("discord", "Discord", DiscordBot)
     assert discord.connect == DiscordChannel.from_block
 
