@@ -229,6 +229,7 @@ class SandboxStack:
                 "guild_id": GUILD_ID,
                 "approver_role_id": APPROVER_ROLE_ID,
                 "bot": BOT.username,
+                "bots": [{"id": BOT.id, "name": BOT.username}],
                 "people": [{"name": p.name, "id": p.id, "approver": p.approver} for p in PEOPLE],
             },
             "slack": {
@@ -236,6 +237,7 @@ class SandboxStack:
                 "approvers_usergroup_id": SLACK_APPROVERS_GROUP_ID,
                 "bot": SLACK_BOT.name,
                 "other_bot": SLACK_OTHER_BOT.name,
+                "bots": [{"id": b.id, "name": b.name} for b in (SLACK_BOT, SLACK_OTHER_BOT)],
                 "people": [
                     {"name": p.name, "id": slack_user_id(p), "approver": p.approver} for p in PEOPLE
                 ],
