@@ -80,7 +80,9 @@ def slack_record(sandbox: dict[str, Any], http: httpx.Client) -> ChannelRecord:
             title=slack_title(first),
             text=m["text"],
             edits=len(m.get("edits") or []),
-            reactions={e: _names(people, who) for e, who in (m.get("reactions") or {}).items()},
+            reactions={
+                f":{name}:": _names(people, who) for name, who in (m.get("reactions") or {}).items()
+            },
         )
     for ts, titles in replies.items():
         if ts in posts:
