@@ -32,6 +32,7 @@ from core.messages import ApprovalCard, DecisionOutcome
 from core.models import CheckName
 from core.policy import Policy
 from core.records import ApprovalRequest, Decision
+from sandbox.__main__ import env_file_text, slack_lines
 from sandbox.demo import Demo
 from sandbox.demo_channels import ChatChoice
 from sandbox.demo_chat import chat_lines
@@ -260,3 +261,21 @@ async def test_with_both_the_operator_reacts_in_one_and_both_requests_show_the_d
     finally:
         await discord.aclose()
         discord_server.stop()
+
+
+def test_the_sandbox_env_file_holds_slacks_variables_for_a_valid_slack_block(
+    stack: SandboxStack,
+) -> None:
+    """`python -m sandbox --env-file`: every block's exports, then Slack's, which
+    `remediation-blocks` reads into a SlackBot pointing at the sandbox Slack."""
+    info = {"env": {"REMEDIATION_LOKI_URL": "http://loki"}, "slack": stack.describe_slack()}
+    exported = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in env_file_text(info).splitlines()
+        if line.startswith("export ")
+    )
+    bot = SlackBot(**values_from_env("slack", exported))
+    assert (bot.channel_id, bot.api_base_url) == (SLACK_CHANNEL_ID, stack.slack.api_base)
+    assert bot.approver_usergroup_ids == [stack.describe_slack()["approvers_usergroup_id"]]
+    said = "\n".join(slack_lines(info["slack"]))
+    assert f'{{"discord": null, "slack": "{SLACK_BLOCK}"}}' in said
