@@ -3,7 +3,8 @@
 Starts the simulated fleet, Debian's real Prometheus scraping it, and the sandbox Loki,
 Discord, Slack, Anthropic (the sandbox model: a simulation, not Claude), AWX and Semaphore
 on loopback; prints their URLs and the `REMEDIATION_*` variables that point
-`remediation-blocks` at them (Slack's apart, to add when asking in Slack); runs until
+`remediation-blocks` at them (Slack's apart, with how to ask in Slack; the --env-file
+holds them all); runs until
 Ctrl-C or SIGTERM, then stops everything (Prometheus by its PID).
 """
 
@@ -46,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         "--scenario", help="a JSON or YAML scenario (host -> state patch) to apply at start"
     )
     parser.add_argument(
-        "--env-file", help="also write the REMEDIATION_* variables as `export` lines here"
+        "--env-file",
+        help="also write the REMEDIATION_* variables (Slack's included) as `export` lines here",
     )
     parser.add_argument(
         "--state", help="write URLs, PIDs, people and variables as JSON here once ready"
@@ -82,9 +84,50 @@ def _report(info: dict[str, Any]) -> str:
         "blocks pointing at this sandbox: export these, then run `remediation-blocks`",
     ]
     lines += [f"  export {k}={shlex.quote(v)}" for k, v in info["env"].items()]
-    lines += ["", "to ask in Slack as well, also export these:"]
-    lines += [f"  export {k}={shlex.quote(v)}" for k, v in info["slack"]["env"].items()]
+    lines += ["", *slack_lines(info["slack"])]
     return "\n".join(lines)
+
+
+def _slack_block() -> str:
+    # imported late: blocks imports Prefect, and `--help` should answer at once
+    from blocks.names import SLACK_BLOCK
+
+    return SLACK_BLOCK
+
+
+def slack_lines(slack: dict[str, Any]) -> list[str]:
+    """How to ask in the sandbox Slack: its variables and the flows' block names."""
+    block = _slack_block()
+    approvers = ", ".join(p["name"] for p in slack["people"] if p["approver"])
+    others = ", ".join(p["name"] for p in slack["people"] if not p["approver"])
+    lines = [
+        f"Slack (opt-in): channel {slack['channel_id']}, bot {slack['bot']}; approvers are "
+        f"the members of user group {slack['approvers_usergroup_id']} ({approvers}); "
+        f"{others} and the bot {slack['other_bot']} are not",
+        "to ask in Slack, also export these (remediation-blocks then saves the SlackBot "
+        f"block {block!r}):",
+    ]
+    lines += [f"  export {k}={shlex.quote(v)}" for k, v in slack["env"].items()]
+    lines += [
+        "and name it in the flows' `blocks` parameter (deployments and listener):",
+        f'  Slack as well as Discord: {{"slack": "{block}"}}',
+        f'  Slack alone:              {{"discord": null, "slack": "{block}"}}',
+        "(`make demo DEMO_ARGS='--channel slack'` or `--channel both` does all of this)",
+    ]
+    return lines
+
+
+def env_file_text(info: dict[str, Any]) -> str:
+    """`export` lines: every block's variables, then Slack's (saved by remediation-blocks,
+    but asked in only once the flows' blocks name it)."""
+    block = _slack_block()
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in info["env"].items()]
+    lines.append(
+        f"# Slack: saved as block {block!r}; used once the flows' blocks name it "
+        f'({{"slack": "{block}"}}; Slack alone: also "discord": null)'
+    )
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in info["slack"]["env"].items()]
+    return "".join(f"{line}\n" for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,10 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.fleet.load_scenario(args.scenario)
         info = {**stack.describe(), "pid": os.getpid()}
         if args.env_file:
-            _write(
-                args.env_file,
-                "".join(f"export {k}={shlex.quote(v)}\n" for k, v in info["env"].items()),
-            )
+            _write(args.env_file, env_file_text(info))
         if args.state:
             _write(args.state, json.dumps(info, indent=2))
         print(_report(info), flush=True)

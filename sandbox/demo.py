@@ -5,9 +5,11 @@ sandbox (`python -m sandbox`: the simulated fleet, real Prometheus, Loki, Discor
 sandbox model standing in for Claude — a simulation —, AWX and Semaphore), a process
 worker and the approval listener; saves the blocks with `remediation-blocks`; deploys
 with `prefect deploy`; breaks four simulated hosts; triggers one cycle; and, while a
-simulated operator reacts in the sandbox Discord (or, with `--manual`, a person decides
-in the Prefect UI), prints each stage as it happens. It ends with a summary table and
-the UI links, then stops everything it started, by PID (also on Ctrl-C).
+simulated operator reacts in the sandbox Discord (`--channel slack`: the sandbox Slack;
+`--channel both`: each action asked in both, reacted to in one) — or, with `--manual`, a
+person decides in the Prefect UI —, prints each stage as it happens. It ends with a
+summary table (with `--channel slack|both`, what each channel was sent) and the UI
+links, then stops everything it started, by PID (also on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -30,6 +33,7 @@ from typing import Any
 import httpx
 import yaml
 
+from sandbox.demo_channels import CHANNELS, ChatChoice
 from sandbox.demo_follow import Follower, listener_alive, rule_hits
 from sandbox.demo_procs import Processes, wait_for
 from sandbox.demo_profile import BREACHES, OPERATOR_PLAN, POLICY_FILE, PROFILES, SCENARIO, Profile
@@ -61,9 +65,16 @@ class Demo:
     """One run of the demo; `run()` then, always, `stop()`."""
 
     def __init__(
-        self, profile: Profile, *, port: int, workdir: Path, say: Callable[[str], None] = print
+        self,
+        profile: Profile,
+        *,
+        port: int,
+        workdir: Path,
+        say: Callable[[str], None] = print,
+        chat: ChatChoice = ChatChoice(),  # noqa: B008 - frozen
     ) -> None:
         self.profile, self.port, self.workdir, self._print = profile, port, workdir, say
+        self.chat = chat
         self.ui = f"http://127.0.0.1:{port}"
         self.api = f"{self.ui}/api"
         self.ledger_url = f"sqlite+aiosqlite:///{workdir / 'ledger.db'}"
@@ -118,10 +129,13 @@ class Demo:
             f"action settings: settle {settings['settle_seconds']} s after each job, polls "
             f"every {settings['job_poll_seconds']} s; listener polls every {p.poll_seconds} s"
         )
+        where = self.chat.title
+        if self.chat.name == "both":
+            where += " (each action asked in both, reacted to in one)"
         who = (
-            "a simulated operator reacts in the sandbox Discord"
+            f"a simulated operator reacts in the sandbox {where}"
             if p.operator
-            else "YOU decide every action in the Prefect UI (nobody reacts in Discord)"
+            else f"YOU decide every action in the Prefect UI (nobody reacts in {self.chat.title})"
         )
         self._print(f"decisions: {who}")
 
@@ -170,7 +184,9 @@ class Demo:
         """Work pool, then deploy and the worker; blocks, then the listener; all at once."""
         prefect = _tool("prefect")
         blocks = self.procs.start(
-            "remediation-blocks", [sys.executable, "-m", "blocks.setup"], env=self.sandbox["env"]
+            "remediation-blocks",
+            [sys.executable, "-m", "blocks.setup", *self.chat.blocks_args()],
+            env=self.chat.blocks_env(self.sandbox),
         )
         policy_file = self.workdir / "policy.yaml"
         policy_file.write_text(yaml.safe_dump(self.policy, sort_keys=False, allow_unicode=True))
@@ -190,6 +206,9 @@ class Demo:
             cwd=REPO,
         )
         self.say("prefect --no-prompt deploy --all  (prefect.yaml with the demo's parameters)")
+        if not self.chat.is_default:
+            names = json.dumps(self.chat.block_names())
+            self.say(f"  every deployment's blocks: {names} (asked in {self.chat.title})")
         worker = self.procs.start(
             "worker",
             [prefect, "worker", "start", "--pool", POOL, "--name", "demo-worker"],
@@ -200,7 +219,13 @@ class Demo:
             f"REMEDIATION_CHECKOUT={REPO} prefect worker start --pool {POOL}  (PID {worker.pid})"
         )
         out = self.procs.finish(blocks, timeout=120)
-        self.say("remediation-blocks  (the REMEDIATION_* variables the sandbox printed)")
+        if self.chat.is_default:
+            self.say("remediation-blocks  (the REMEDIATION_* variables the sandbox printed)")
+        else:
+            self.say(
+                f"remediation-blocks {shlex.join(self.chat.blocks_args())}  (the REMEDIATION_* "
+                f"variables the sandbox printed, for {self.chat.title})"
+            )
         for line in out.strip().splitlines():
             self.say(f"  {line}")
         out = self.procs.finish(apply, timeout=120)
@@ -210,7 +235,8 @@ class Demo:
         listener = self.procs.start(
             "listener",
             [_tool("remediation-listener"), "--poll-seconds", str(self.profile.poll_seconds),
-             "--blocks", json.dumps({"policy": "remediation-policy"})],  # apply's default
+             "--blocks", json.dumps({"policy": "remediation-policy", **self.chat.block_names()})],
+            # the policy block is apply's default; the chat blocks are the demo's choice
             cwd=REPO,
         )  # fmt: skip
         self.say(
@@ -238,6 +264,8 @@ class Demo:
         settings = self.profile.action_settings(self.ui)
         for d in data["deployments"]:
             params = d["parameters"] = dict(d["parameters"])
+            if self.chat.block_names():  # asked in Slack: the flows name its block
+                params["blocks"] = {**params["blocks"], **self.chat.block_names()}
             for schedule in d.get("schedules") or []:
                 schedule["active"] = False
             if d["name"] == "remediation-cycle":
@@ -314,10 +342,15 @@ class Demo:
 
 
 def run_demo(
-    profile: Profile, *, port: int, workdir: Path, say: Callable[[str], None] = print
+    profile: Profile,
+    *,
+    port: int,
+    workdir: Path,
+    say: Callable[[str], None] = print,
+    chat: ChatChoice = ChatChoice(),  # noqa: B008 - frozen
 ) -> DemoResult:
     """Run the demo and always stop what it started; answers the result."""
-    demo = Demo(profile, port=port, workdir=workdir, say=say)
+    demo = Demo(profile, port=port, workdir=workdir, say=say, chat=chat)
     try:
         result = demo.run()
         say("\n" + result.summary)
@@ -359,6 +392,12 @@ def main(argv: list[str] | None = None) -> int:
         help="no simulated operator: decide each action yourself in the Prefect UI",
     )
     parser.add_argument("--profile", choices=sorted(PROFILES), help="timings (default: demo)")
+    parser.add_argument(
+        "--channel",
+        choices=CHANNELS,
+        default="discord",
+        help="where approval is asked: the sandbox Discord (default), Slack, or both",
+    )
     parser.add_argument("--port", type=int, default=4200, help="Prefect server port (4200)")
     parser.add_argument(
         "--workdir",
@@ -376,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     try:
-        result = run_demo(profile, port=args.port, workdir=args.workdir)
+        result = run_demo(
+            profile, port=args.port, workdir=args.workdir, chat=ChatChoice(args.channel)
+        )
     except KeyboardInterrupt:
         print("\ninterrupted: everything the demo started has been stopped")
         return 130

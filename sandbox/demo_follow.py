@@ -12,7 +12,8 @@ import httpx
 from clients.ledger import Ledger
 from core.checks import build_queries
 from core.policy import load_policy
-from sandbox.demo_operator import SimulatedOperator
+from sandbox.demo_chat import chat_lines
+from sandbox.demo_operator import SimulatedOperator, boards
 from sandbox.demo_profile import Reaction
 from sandbox.demo_report import (
     FINAL_RUN_STATES,
@@ -77,9 +78,9 @@ class Follower:
         if self.plan is not None:
             operator = asyncio.create_task(
                 SimulatedOperator(
-                    demo.sandbox["urls"]["discord"],
-                    demo.sandbox["discord"]["channel_id"],
+                    boards(demo.sandbox, demo.chat.channels),
                     self.plan,
+                    reacts_in=demo.chat.reacts_in,
                     scale=demo.profile.reaction_scale,
                     say=demo.say,
                 ).run()
@@ -115,7 +116,7 @@ class Follower:
         if state != self.cycle_state:
             self.cycle_state = state
             self.demo.say(f"cycle run: {state}")
-        await read_views(ledger, self.cycle_id, self.views)
+        await read_views(ledger, self.cycle_id, self.views, self.demo.chat.title)
         announce(self.views, self.demo.say)
         for view in self.views.values():
             run_id = view.record.flow_run_id or (
@@ -166,10 +167,14 @@ class Follower:
                 v.record.request.flow_run_id if v.record.request else ""
             )
             links.append((v.label, f"{self.demo.ui}/v2/runs/flow-run/{run_id}"))
+        chat = self.demo.chat
+        # Discord alone keeps its summary as it was; Slack shows what it was sent
+        posted = [] if chat.is_default else chat_lines(self.demo.sandbox, chat.channels)
         return DemoResult(
             views=views,
             stages=stages,
             cycle=self.cycle,
             links=links,
-            summary=summary_text(views, stages, self.cycle, links),
+            summary=summary_text(views, stages, self.cycle, links, posted),
+            chat=posted,
         )

@@ -21,6 +21,7 @@ from clients.ledger_schema import cycles
 from core.records import ActionRecord
 
 FINAL_RUN_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+CHANNEL_TITLES = {"discord": "Discord", "slack": "Slack"}
 
 
 @dataclass
@@ -32,6 +33,7 @@ class ActionView:
     verdict_at: datetime | None = None
     explanation: str = ""
     run_state: str | None = None
+    channel: str = "Discord"  # where approval is asked ("Slack", "Discord and Slack")
     said: set[str] = field(default_factory=set)  # the events already printed
 
     @property
@@ -56,8 +58,10 @@ class ActionView:
             return f"deadline default: {'ran' if d.decision == 'approve' else 'not run'}"
         if d.via == "ui":
             return f"{verb} in the Prefect UI"
-        if d.via == "discord":
-            return f"{verb} by {d.decider} (Discord)"
+        if d.via in CHANNEL_TITLES:
+            return f"{verb} by {d.decider} ({CHANNEL_TITLES[d.via]})"
+        if d.via == "chat":  # several channels: each decider's name says where
+            return f"{verb} by {d.decider}"
         return f"{verb} by {d.decider} ({d.via})"
 
     @property
@@ -72,7 +76,7 @@ class ActionView:
         r, out = self.record, [("proposed", f"proposed ({self.p.risk.value} risk)")]
         if r.request is not None and r.request.message_id:
             deadline = r.request.deadline.strftime("%H:%M:%S")
-            out.append(("asked", f"approval requested in Discord (deadline {deadline} UTC)"))
+            out.append(("asked", f"approval requested in {self.channel} (deadline {deadline} UTC)"))
         if r.decision is not None and r.decision.applied_at is not None:
             out.append(("decided", self.decision_text))
         if r.job is not None and r.job.job_id is not None:
@@ -95,10 +99,12 @@ async def cycle_report(ledger: Ledger, cycle_id: str) -> dict[str, Any] | None:
     return json.loads(row.report)
 
 
-async def read_views(ledger: Ledger, cycle_id: str, views: dict[str, ActionView]) -> None:
+async def read_views(
+    ledger: Ledger, cycle_id: str, views: dict[str, ActionView], channel: str = "Discord"
+) -> None:
     """Refresh `views` from the ledger (new actions added, known ones updated)."""
     for record in await ledger.actions.cycle_actions(cycle_id):
-        view = views.setdefault(record.proposal.action_id, ActionView(record))
+        view = views.setdefault(record.proposal.action_id, ActionView(record, channel=channel))
         view.record = record
         if view.verdict is None:
             for event in await ledger.operations.audit_trail(action_id=record.proposal.action_id):
@@ -172,7 +178,10 @@ def summary_text(
     stages: list[tuple[str, float]],
     cycle: dict[str, Any] | None,
     links: list[tuple[str, str]],
+    chat: list[str] | None = None,
 ) -> str:
+    """The table of actions, the cycle, the stages, what was posted in chat (when the
+    demo asks in Slack; None for Discord alone) and the UI links."""
     parts = ["SUMMARY", "", _table(ACTION_HEADERS, action_rows(views)), ""]
     if cycle:
         new = cycle.get("new_issues") or []
@@ -186,6 +195,8 @@ def summary_text(
             parts.append("cycle stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in inner.items()))
         parts.append("")
     parts.append(_table(["stage", "seconds"], [[n, f"{s:.1f}"] for n, s in stages]))
+    if chat:
+        parts += ["", *chat]
     parts += ["", "Prefect UI (V2):"] + [f"  {name}: {url}" for name, url in links]
     return "\n".join(parts)
 
@@ -197,6 +208,7 @@ class DemoResult:
     cycle: dict[str, Any] | None
     links: list[tuple[str, str]]
     summary: str
+    chat: list[str] = field(default_factory=list)
     stopped_pids: list[int] = field(default_factory=list)
 
     def count(self, test: Callable[[ActionView], bool]) -> int:

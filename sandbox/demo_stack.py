@@ -213,7 +213,7 @@ class SandboxStack:
             "REMEDIATION_SLACK_BOT_TOKEN": SLACK_BOT_TOKEN,
             "REMEDIATION_SLACK_CHANNEL_ID": SLACK_CHANNEL_ID,
             "REMEDIATION_SLACK_APPROVER_USERGROUP_IDS": SLACK_APPROVERS_GROUP_ID,
-            "REMEDIATION_SLACK_API_BASE_URL": self.urls()["slack"],
+            "REMEDIATION_SLACK_API_BASE_URL": self.servers["slack"].api_base,
             "REMEDIATION_SLACK_TIMEOUT_SECONDS": "5",
         }
 
@@ -229,18 +229,24 @@ class SandboxStack:
                 "guild_id": GUILD_ID,
                 "approver_role_id": APPROVER_ROLE_ID,
                 "bot": BOT.username,
+                "bots": [{"id": BOT.id, "name": BOT.username}],
                 "people": [{"name": p.name, "id": p.id, "approver": p.approver} for p in PEOPLE],
             },
-            "slack": {
-                "channel_id": SLACK_CHANNEL_ID,
-                "approvers_usergroup_id": SLACK_APPROVERS_GROUP_ID,
-                "bot": SLACK_BOT.name,
-                "other_bot": SLACK_OTHER_BOT.name,
-                "people": [
-                    {"name": p.name, "id": slack_user_id(p), "approver": p.approver} for p in PEOPLE
-                ],
-                "env": self.slack_env(),
-            },
+            "slack": self.describe_slack(),
             "model": f"{SIMULATED_MODEL} (sandbox model: a simulation, not Claude)",
             "env": self.env(),
+        }
+
+    def describe_slack(self) -> dict[str, Any]:
+        """The sandbox Slack's part of `describe()` (needs only the Slack server)."""
+        return {
+            "channel_id": SLACK_CHANNEL_ID,
+            "approvers_usergroup_id": SLACK_APPROVERS_GROUP_ID,
+            "bot": SLACK_BOT.name,
+            "other_bot": SLACK_OTHER_BOT.name,
+            "bots": [{"id": b.id, "name": b.name} for b in (SLACK_BOT, SLACK_OTHER_BOT)],
+            "people": [
+                {"name": p.name, "id": slack_user_id(p), "approver": p.approver} for p in PEOPLE
+            ],
+            "env": self.slack_env(),
         }
