@@ -31,7 +31,7 @@ from blocks import (
     SlackBot,
 )
 from blocks.job_runners import runners_with_blocks
-from blocks.names import SLACK_BLOCK, BlockNames
+from blocks.names import CHAT_FIELDS, SLACK_BLOCK, BlockNames
 
 PREFIX = "REMEDIATION_"
 SERVICES: dict[str, type[Block]] = {
@@ -55,7 +55,7 @@ def kinds() -> dict[str, type[Block]]:
 SAVED_AS = {"slack": SLACK_BLOCK}
 ALIASES = {"REMEDIATION_CLAUDE_API_KEY": "ANTHROPIC_API_KEY"}
 ALWAYS_SAVED = ("ledger",)
-NEEDED_BY_FLOWS = ("prometheus", "loki", "discord", "claude", "ledger")
+NEEDED_BY_FLOWS = ("prometheus", "loki", "claude", "ledger")  # and one chat channel
 
 
 class SetupError(Exception):
@@ -246,7 +246,10 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         return 2
     for line in report:
         print(line)
-    missing = [k for k in NEEDED_BY_FLOWS if any(r.startswith(f"skipped {k}:") for r in report)]
+    skipped = {k for k in kinds() if any(r.startswith(f"skipped {k}:") for r in report)}
+    missing = [k for k in NEEDED_BY_FLOWS if k in skipped]
+    if all(c in skipped for c in CHAT_FIELDS):  # Discord or Slack is enough
+        missing.append(" or ".join(CHAT_FIELDS))
     if missing and only is None:
         print(
             f"note: the flows also need {', '.join(missing)}; set their variables unless "

@@ -116,3 +116,13 @@ def test_the_block_builds_a_client_on_its_api_base() -> None:
     bot = SlackBot(bot_token=SecretStr(TOKEN), channel_id="C1", api_base_url="http://h/api/")
     client = bot.get_client()
     assert client.api_base == "http://h/api/"
+
+
+def test_slack_alone_is_enough_chat_for_the_flows(capsys: pytest.CaptureFixture[str]) -> None:
+    """With Slack's variables and not Discord's, the note names no missing chat channel;
+    with neither, it asks for one of them."""
+    assert main(["--dry-run"], ENV) == 0
+    note = capsys.readouterr().err
+    assert "the flows also need" in note and "discord" not in note  # (others still missing)
+    assert main(["--dry-run"], {}) == 0
+    assert "discord or slack" in capsys.readouterr().err
