@@ -3,12 +3,13 @@
 Messages become Block Kit (`channels.slack_render`, every string from data escaped: Slack
 has no `allowed_mentions`); a request gets the bot's own ✅ (`white_check_mark`) and ❌
 (`x`); its follow-ups go in its thread; its outcome is added to its card (read back with
-`reactions.get`) by `chat.update`, and a decision is also replied in its thread. Reactions are read
-with `reactions.get` (`full=true`) over the Web API, so no public endpoint and no Socket
-Mode are needed; the app's own user and every bot (`users.info`) are set apart. Who may
-approve is `core.approval.may_approve`, the rule Discord uses, with user-group membership
-(`usergroups.users.list`, cached) in the part of Discord's roles and the workspace in the
-part of its guild; "any channel member" is checked with `conversations.members` (cached).
+`reactions.get`) by `chat.update`, and a decision is also replied in its thread.
+Reactions are read with `reactions.get` (`full=true`) over the Web API, so no public
+endpoint and no Socket Mode are needed; the app's own user and every bot (`users.info`)
+are set apart. Who may approve is `core.approval.may_approve`, the rule Discord uses, with
+user-group membership (`usergroups.users.list`, cached) in the part of Discord's roles and
+the workspace in the part of its guild; "any channel member" is checked with
+`conversations.members` (cached).
 """
 
 from __future__ import annotations
