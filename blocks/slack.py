@@ -41,7 +41,7 @@ class SlackBot(RemediationBlock):
     )
     allow_any_channel_member: bool = Field(
         default=False,
-        description="Let any person (not a bot) approve when no approver ids are listed.",
+        description="Let any channel member (not a bot) approve when no approver ids are listed.",
     )
     api_base_url: str = Field(default=SLACK_API, description="Slack Web API base URL.")
     timeout_seconds: float = Field(

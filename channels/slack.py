@@ -2,13 +2,14 @@
 
 Messages become Block Kit (`channels.slack_render`, every string from data escaped: Slack
 has no `allowed_mentions`); a request gets the bot's own ✅ (`white_check_mark`) and ❌
-(`x`); its follow-ups go in its thread; its outcome replaces its blocks (`chat.update`
-keeps blocks it is not sent, and then shows them, not the new text). Reactions are read
-with `reactions.get` (`full=true`) over the Web API, so no public endpoint and no Socket
-Mode are needed; the app's own user and every bot (`users.info`) are set apart. Who may
-approve is `core.approval.may_approve`, the rule Discord uses, with user-group membership
-(`usergroups.users.list`, cached) in the part of Discord's roles and the workspace in the
-part of its guild.
+(`x`); its follow-ups go in its thread; its outcome is added to its card (read back with
+`reactions.get`) by `chat.update`, and a decision is also replied in its thread.
+Reactions are read with `reactions.get` (`full=true`) over the Web API, so no public
+endpoint and no Socket Mode are needed; the app's own user and every bot (`users.info`)
+are set apart. Who may approve is `core.approval.may_approve`, the rule Discord uses, with
+user-group membership (`usergroups.users.list`, cached) in the part of Discord's roles and
+the workspace in the part of its guild; "any channel member" is checked with
+`conversations.members` (cached).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from prefect.logging import get_logger, get_run_logger
 
 from blocks.slack import SlackBot
 from channels.port import Ballot, Posted, Reaction
-from channels.slack_blocks import SlackMessage, context, fill, plain, section
-from channels.slack_render import CHANNEL, render
+from channels.slack_blocks import SlackMessage
+from channels.slack_render import CHANNEL, decided_card, outcome_only, outcome_reply, render
 from clients.errors import SlackNotFound, UpstreamError
 from clients.slack import SlackClient
 from core.approval import APPROVE, REJECT, may_approve, request_channel, roles_needed
@@ -67,6 +68,7 @@ class SlackChannel:
         self._identity: SlackIdentity | None = None
         self._users: dict[str, SlackUser | None] = {}
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+        self._members: tuple[float, frozenset[str]] | None = None
 
     @classmethod
     def from_block(cls, bot: SlackBot) -> SlackChannel:
@@ -109,21 +111,42 @@ class SlackChannel:
         return await self._post(self._channel(request), message, thread_ts=request.message_id)
 
     async def update_request(self, request: ApprovalRequest, update: RequestUpdate) -> None:
-        """Replace the request's blocks with its outcome. (Its card cannot be kept: the
-        client reads no message back, and `chat.update` without blocks would keep the card
-        and show nothing new.)"""
+        """Show the outcome on the request, its card kept (as Discord keeps its embeds),
+        and for a decision also reply with it in the thread: an edit notifies no one.
+
+        The card is read back (`reactions.get` returns the message) and sent again with
+        the outcome after its header and without its link button (`chat.update` without
+        blocks would keep the card but show nothing new). A deleted request is left
+        alone."""
         assert request.message_id is not None
+        channel, ts = self._channel(request), request.message_id
         text = update.text() if isinstance(update, DecisionOutcome) else update.text
-        blocks = [
-            section(fill(f"**{text}**")),
-            context(plain(f"action {request.action_id} · {request.risk.value} risk", 500)),
-        ]
         try:
-            await self.client.update_message(
-                self._channel(request), request.message_id, text=plain(text, 3000), blocks=blocks
-            )
+            card = (await self.client.get_message(channel, ts)).blocks
         except SlackNotFound:
-            pass  # deleted: nothing left to edit
+            return  # deleted: nothing left to edit
+        except UpstreamError as exc:
+            _log().warning(
+                "could not read the approval request back, its card is replaced: %s", exc
+            )
+            card = None
+        edited = (
+            decided_card(card, text)
+            if card
+            else outcome_only(text, request.action_id, request.risk.value)
+        )
+        try:
+            await self.client.update_message(channel, ts, text=edited.text, blocks=edited.blocks)
+        except SlackNotFound:
+            return  # deleted meanwhile
+        if isinstance(update, DecisionOutcome):
+            reply = outcome_reply(text)
+            try:
+                await self.client.post_message(
+                    channel, text=reply.text, blocks=reply.blocks, thread_ts=ts
+                )
+            except UpstreamError as exc:  # the edit shows it; a retry would edit again
+                _log().warning("could not reply with the decision in the thread: %s", exc)
 
     # --- deciding ---------------------------------------------------------------------
     async def identity(self) -> SlackIdentity:
@@ -173,14 +196,31 @@ class SlackChannel:
         self._groups[group_id] = (time.monotonic(), members)
         return members
 
+    async def channel_members(self, cache_seconds: float) -> frozenset[str]:
+        """The approvals channel's members (`conversations.members`), reused for
+        `cache_seconds`."""
+        cached = self._members
+        if cached is not None and time.monotonic() - cached[0] < cache_seconds:
+            return cached[1]
+        try:
+            members = frozenset(await self.client.channel_members(self.channel_id))
+        except SlackNotFound as exc:  # no such channel: nobody is a member
+            _log().warning("approvals channel %s: %s", self.channel_id, exc)
+            members = frozenset()
+        self._members = (time.monotonic(), members)
+        return members
+
     async def member_groups(self, user_id: str, cache_seconds: float) -> list[str] | None:
-        """The approver groups a person is in (None: no such user, deactivated, or a bot).
+        """The approver groups a person is in (None: no such user, deactivated, a bot,
+        or, when any channel member may approve, not in the channel).
 
         Slack's Web API has no per-user group list, so each approver group's members are
         read (and cached) instead."""
         user = await self.user(user_id)
         if user is None or user.deleted or user.is_bot:
             return None
+        if not self.approvers.role_ids:  # any channel member (`roles_needed`)
+            return [] if user_id in await self.channel_members(cache_seconds) else None
         return [
             g
             for g in self.approvers.role_ids
@@ -189,7 +229,8 @@ class SlackChannel:
 
     async def may_approve(self, user_id: str, *, cache_seconds: float) -> bool:
         """`core.approval.may_approve`, with the person's approver groups looked up when
-        needed (with `allow_any_channel_member`: any person not a bot, not deactivated)."""
+        needed (with `allow_any_channel_member`: any person in the channel, not a bot, not
+        deactivated)."""
         workspace = (await self.identity()).team_id or WORKSPACE
         needed = roles_needed(user_id, self.approvers, workspace)
         groups = await self.member_groups(user_id, cache_seconds) if needed else None

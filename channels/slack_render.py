@@ -178,6 +178,38 @@ def approval_message(
     return message(text, blocks)
 
 
+# --- the request once decided ------------------------------------------------------------
+OUTCOME_BLOCK_ID = "remediation_outcome"  # found and replaced by a later edit, never doubled
+
+
+def outcome_section(text: str) -> Block:
+    """The outcome line ("✅ Approved by alice") in bold; the decider's name is data."""
+    return {**section(fill(f"**{text}**")), "block_id": OUTCOME_BLOCK_ID}
+
+
+def decided_card(blocks: Sequence[Block], text: str) -> SlackMessage:
+    """The request's card (its blocks as Slack returned them) showing its outcome: a
+    section right after the header, every other block kept, except its actions (the
+    link button: nothing is left to decide) and an outcome shown by an earlier edit."""
+    kept = [
+        b for b in blocks if b.get("type") != "actions" and b.get("block_id") != OUTCOME_BLOCK_ID
+    ]
+    at = 1 if kept and kept[0].get("type") == "header" else 0
+    return message(text, [*kept[:at], outcome_section(text), *kept[at:]])
+
+
+def outcome_only(text: str, action_id: str, risk: str) -> SlackMessage:
+    """The request showing only its outcome (when its card could not be read back)."""
+    return message(
+        text, [outcome_section(text), context(plain(f"action {action_id} · {risk} risk", 500))]
+    )
+
+
+def outcome_reply(text: str) -> SlackMessage:
+    """The outcome as a short reply in the request's thread (an edit notifies no one)."""
+    return message(text, [section(fill(f"**{text}**"))])
+
+
 @degrades("approval reminder")
 def reminder_message(
     action: ProposedAction,

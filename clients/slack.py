@@ -1,5 +1,5 @@
-"""Slack's Web API through slack_sdk's `AsyncWebClient`: post, edit, react, read
-reactions, users and user groups.
+"""Slack's Web API through slack_sdk's `AsyncWebClient`: post, edit, react, read a
+message and its reactions, users, user groups and channel members.
 
 Every post sends `unfurl_links=false, unfurl_media=false` and neither `link_names` nor
 `parse` (so Slack's default, no parsing: only `<…>` mention syntax could notify, and
@@ -38,12 +38,20 @@ from clients.errors import (
     SlackNotInChannel,
     SlackRateLimited,
 )
-from core.wire import SlackIdentity, SlackPosted, SlackReaction, SlackUser
+from core.wire import (
+    SlackFetchedMessage,
+    SlackIdentity,
+    SlackPosted,
+    SlackReaction,
+    SlackUser,
+)
 
 T = TypeVar("T")
 DEFAULT_API_BASE = "https://slack.com/api/"
 SLACKBOT_ID = "USLACKBOT"  # Slack's own bot: `is_bot` is false for it
 NEVER_RESENT = "chat.postMessage"  # not idempotent: resent only if never sent
+MEMBERS_PAGE = 1000  # conversations.members' largest page
+MEMBERS_PAGES_MAX = 100  # 100,000 members: a cursor that never ends stops here
 
 ERRORS: dict[str, type[SlackError]] = {
     **dict.fromkeys(
@@ -183,24 +191,18 @@ class SlackClient:
             ok_errors=("already_reacted",),
         )
 
-    async def get_reactions(self, channel: str, ts: str) -> list[SlackReaction]:
-        """Every reaction on the message with everyone who added it (`full=true`)."""
+    async def get_message(self, channel: str, ts: str) -> SlackFetchedMessage:
+        """The message with its blocks and every reaction with everyone who added it
+        (`reactions.get`, `full=true`: it returns the whole message)."""
         data = await self._call(
             "reactions.get",
             lambda: self._web.reactions_get(channel=channel, timestamp=ts, full=True),
         )
-        return self._read(
-            "reactions.get",
-            data,
-            lambda d: [
-                SlackReaction(
-                    name=str(r["name"]),
-                    users=[str(u) for u in r.get("users") or []],
-                    count=int(r.get("count", 0)),
-                )
-                for r in d["message"].get("reactions") or []
-            ],
-        )
+        return self._read("reactions.get", data, lambda d: _message(d["message"]))
+
+    async def get_reactions(self, channel: str, ts: str) -> list[SlackReaction]:
+        """Every reaction on the message with everyone who added it (`full=true`)."""
+        return (await self.get_message(channel, ts)).reactions
 
     # --- users ---------------------------------------------------------------------
     async def user_info(self, user_id: str) -> SlackUser:
@@ -214,6 +216,24 @@ class SlackClient:
             lambda: self._web.usergroups_users_list(usergroup=usergroup),
         )
         return self._read("usergroups.users.list", data, lambda d: [str(u) for u in d["users"]])
+
+    async def channel_members(self, channel: str) -> set[str]:
+        """The user ids of everyone in the channel, bots included (`conversations.members`,
+        every page)."""
+        members: set[str] = set()
+        cursor: str | None = None
+        for _ in range(MEMBERS_PAGES_MAX):
+            data = await self._call(
+                "conversations.members",
+                lambda c=cursor: self._web.conversations_members(
+                    channel=channel, cursor=c, limit=MEMBERS_PAGE
+                ),
+            )
+            page, cursor = self._read("conversations.members", data, _members_page)
+            members |= page
+            if not cursor:
+                break
+        return members
 
     async def aclose(self) -> None:
         """Nothing to release (see the class note); here for the clients' common shape."""
@@ -319,6 +339,27 @@ def _retry_after(headers: Any) -> float | None:
         return float(value[0] if isinstance(value, list) else value)
     except (StopIteration, TypeError, ValueError, IndexError):
         return None
+
+
+def _message(data: dict[str, Any]) -> SlackFetchedMessage:
+    return SlackFetchedMessage(
+        text=str(data.get("text") or ""),
+        blocks=[dict(b) for b in data.get("blocks") or []],
+        reactions=[
+            SlackReaction(
+                name=str(r["name"]),
+                users=[str(u) for u in r.get("users") or []],
+                count=int(r.get("count", 0)),
+            )
+            for r in data.get("reactions") or []
+        ],
+    )
+
+
+def _members_page(data: dict[str, Any]) -> tuple[set[str], str | None]:
+    """One page's member ids and the cursor of the next ("" or none: the last page)."""
+    cursor = (data.get("response_metadata") or {}).get("next_cursor") or None
+    return {str(u) for u in data["members"]}, cursor
 
 
 def _user(data: dict[str, Any]) -> SlackUser:

@@ -100,6 +100,15 @@ class SlackReaction(Frozen):
     count: int
 
 
+class SlackFetchedMessage(Frozen):
+    """A message as Slack returns it (`reactions.get`): its text, its Block Kit blocks
+    (empty for a plain-text message) and its reactions."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+    reactions: list[SlackReaction]
+
+
 class SlackUser(Frozen):
     """A workspace member; `is_bot` covers bot users, app bots and Slackbot."""
 

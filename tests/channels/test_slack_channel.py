@@ -17,7 +17,7 @@ from channels.port import ChatChannel, Reaction
 from channels.slack import SlackChannel
 from channels.slack_render import render
 from core.approvers import Approvers
-from core.messages import ApprovalCard, DecisionOutcome, Reminder
+from core.messages import ApprovalCard, DecisionOutcome, Reminder, RequestClosed
 from core.policy import Policy
 from core.records import ApprovalRequest, Decision
 from tests.channels.test_slack_render import hostile_action, messages
@@ -112,30 +112,108 @@ async def test_reactions_come_back_as_a_ballot_with_the_app_and_every_bot_set_ap
     assert ballot.reactions == [Reaction(user_id=ALICE, username="alice", emoji="✅")]
 
 
-async def test_a_deleted_request_reads_as_gone_and_is_not_edited(
+def decided(who: str = "alice", decision: str = "approve") -> DecisionOutcome:
+    return DecisionOutcome(
+        decision=Decision(
+            action_id=ACTION.action_id,
+            decision=decision,  # type: ignore[arg-type]
+            decider=who,
+            via="chat",
+            intended_at=NOW,
+        )
+    )
+
+
+def replies(slack: Any, ts: str) -> list[dict[str, Any]]:
+    return [m for m in slack.replies(CHANNEL_ID, ts) if m["ts"] != ts]
+
+
+async def test_a_deleted_request_reads_as_gone_and_is_neither_edited_nor_replied_to(
     slack: Any, channel: SlackChannel
 ) -> None:
     posted = await channel.ask(card())
     slack.delete_message(CHANNEL_ID, posted.message_id)
     request = request_of(posted.message_id)
     assert (await channel.read_ballot(request)).gone
-    decision = Decision(
-        action_id=ACTION.action_id, decision="reject", decider="x", via="ui", intended_at=NOW
-    )
-    await channel.update_request(request, DecisionOutcome(decision=decision))  # no error
+    await channel.update_request(request, decided("x", "reject"))  # no error
+    assert stored(slack, posted.message_id)["edits"] == []
+    assert slack.received(path=r"/api/chat\.update") == []
+    assert len(slack.received(path=r"/api/chat\.postMessage")) == 1  # the card only
 
 
-async def test_the_request_is_edited_to_show_who_decided(slack: Any, channel: SlackChannel) -> None:
+async def test_the_decided_request_keeps_its_card_with_the_outcome_under_its_header(
+    slack: Any, channel: SlackChannel
+) -> None:
     posted = await channel.ask(card())
-    decision = Decision(
-        action_id=ACTION.action_id, decision="approve", decider="alice", via="discord",
-        intended_at=NOW,
-    )  # fmt: skip
-    await channel.update_request(request_of(posted.message_id), DecisionOutcome(decision=decision))
+    asked = render(card()).blocks
+    assert asked[-1]["type"] == "actions"  # the link button to the run
+    await channel.update_request(request_of(posted.message_id), decided())
     message = stored(slack, posted.message_id)
     assert message["text"] == "✅ Approved by alice"
+    outcome = {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": "*✅ Approved by alice*"},
+        "block_id": "remediation_outcome",
+    }
+    # what was asked stays (action, host, parameters, …); nothing is left to decide
+    assert message["blocks"] == [asked[0], outcome, *asked[1:-1]]
+    assert message["edits"] == [{"text": render(card()).text, "blocks": asked, "edited_ts": None}]
+    assert message["reactions"]  # the votes stay
+    assert slack.pings() == []
+
+
+async def test_a_decision_is_also_replied_in_the_thread_a_closed_request_is_not(
+    slack: Any, channel: SlackChannel
+) -> None:
+    decided_ts = (await channel.ask(card())).message_id
+    closed_ts = (await channel.ask(card())).message_id
+    await channel.update_request(request_of(decided_ts), decided("mallory", "reject"))
+    await channel.update_request(request_of(closed_ts), RequestClosed(text="⌛ Expired"))
+    [reply] = replies(slack, decided_ts)
+    assert reply["text"] == "❌ Rejected by mallory"
+    assert reply["blocks"] == [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*❌ Rejected by mallory*"}}
+    ]
+    assert replies(slack, closed_ts) == []
+    closed = stored(slack, closed_ts)
+    assert closed["text"] == "⌛ Expired"
+    assert closed["blocks"][1]["text"]["text"] == "*⌛ Expired*"
+    assert "actions" not in [b["type"] for b in closed["blocks"]]
+
+
+async def test_editing_again_replaces_the_outcome_never_doubles_it(
+    slack: Any, channel: SlackChannel
+) -> None:
+    ts = (await channel.ask(card())).message_id
+    await channel.update_request(request_of(ts), RequestClosed(text="⌛ Expired"))
+    await channel.update_request(request_of(ts), decided())
+    blocks = stored(slack, ts)["blocks"]
+    outcomes = [b for b in blocks if b.get("block_id") == "remediation_outcome"]
+    assert [b["text"]["text"] for b in outcomes] == ["*✅ Approved by alice*"]
+    assert blocks[:2] == [render(card()).blocks[0], outcomes[0]]
+
+
+async def test_a_request_that_cannot_be_read_back_shows_its_outcome_alone(
+    slack: Any, channel: SlackChannel
+) -> None:
+    ts = (await channel.ask(card())).message_id
+    slack.inject(
+        path=r"/api/reactions\.get", status=200, body={"ok": False, "error": "fatal_error"}
+    )
+    await channel.update_request(request_of(ts), decided())
+    message = stored(slack, ts)
+    assert message["text"] == "✅ Approved by alice"
+    assert [b["type"] for b in message["blocks"]] == ["section", "context"]
     assert message["blocks"][0]["text"]["text"] == "*✅ Approved by alice*"
-    assert len(message["edits"]) == 1  # the card, as it was asked
+    assert len(replies(slack, ts)) == 1
+
+
+async def test_a_deciders_name_in_the_outcome_cannot_ping(
+    slack: Any, channel: SlackChannel
+) -> None:
+    ts = (await channel.ask(card())).message_id
+    await channel.update_request(request_of(ts), decided("<!channel> <@U0ALICE>"))
+    assert "&lt;!channel&gt;" in stored(slack, ts)["blocks"][1]["text"]["text"]
     assert slack.pings() == []
 
 
@@ -159,12 +237,32 @@ async def test_approvers_are_the_listed_users_and_the_groups_members_never_a_str
     assert not await channel.may_approve(HELPER_BOT, cache_seconds=60)
 
 
-async def test_any_member_means_any_person_not_a_bot_nor_deactivated(slack: Any) -> None:
+async def test_any_member_means_any_person_in_the_channel_not_a_bot_nor_deactivated(
+    slack: Any,
+) -> None:
+    block = bot_block(slack, allow_any_channel_member=True).model_copy(
+        update={"channel_id": fixtures.OTHER_CHANNEL_ID}
+    )
+    chat = SlackChannel.from_block(block)
+    try:
+        assert await chat.may_approve(ALICE, cache_seconds=60)  # a member
+        assert await chat.may_approve(CAROL, cache_seconds=60)
+        assert not await chat.may_approve(MALLORY, cache_seconds=60)  # not in the channel
+        assert not await chat.may_approve(HELPER_BOT, cache_seconds=60)  # a member, a bot
+        assert not await chat.may_approve(DAVE, cache_seconds=60)  # deactivated
+        # the members were read once (cached for `cache_seconds`)
+        [members] = slack.received(path=r"/api/conversations\.members")
+        assert members.query["channel"] == [fixtures.OTHER_CHANNEL_ID]
+    finally:
+        await chat.aclose()
+
+
+async def test_channel_members_are_read_again_once_the_cache_is_old(slack: Any) -> None:
     chat = SlackChannel.from_block(bot_block(slack, allow_any_channel_member=True))
     try:
-        assert await chat.may_approve(MALLORY, cache_seconds=60)
-        assert not await chat.may_approve(HELPER_BOT, cache_seconds=60)
-        assert not await chat.may_approve(DAVE, cache_seconds=60)
+        assert await chat.may_approve(MALLORY, cache_seconds=0)
+        assert await chat.may_approve(BOB, cache_seconds=0)
+        assert len(slack.received(path=r"/api/conversations\.members")) == 2
     finally:
         await chat.aclose()
 

@@ -11,7 +11,14 @@ from typing import Any, get_args
 import pytest
 
 from channels.slack_blocks import SlackMessage, escape, trim
-from channels.slack_render import approvers_text, render
+from channels.slack_render import (
+    approvers_text,
+    decided_card,
+    outcome_only,
+    outcome_reply,
+    outcome_section,
+    render,
+)
 from core import words
 from core.analysis import ManualIssue
 from core.approvers import Approvers
@@ -335,3 +342,42 @@ def test_a_result_links_its_job_and_stresses_a_failed_state() -> None:
     assert "*Job state*\n*failed*" in shown
     assert "<https://awx.example/#/jobs/1?&lt;!channel&gt;" in shown  # the URL, escaped
     assert "%7C" in shown  # a `|` in the URL cannot end it early
+
+
+# --- the request once decided ---------------------------------------------------------------
+def test_the_decided_card_keeps_every_block_but_the_button_and_stays_within_50() -> None:
+    asked = render(messages()["approval_card"]).blocks
+    assert asked[-1]["type"] == "actions"
+    shown = decided_card(asked, "✅ Approved by alice")
+    assert shown.text == "✅ Approved by alice"
+    assert shown.blocks == [asked[0], outcome_section("✅ Approved by alice"), *asked[1:-1]]
+    assert_within_limits(shown)
+    full = [asked[0], *asked[1:2] * 49]  # 50 blocks: Slack's most
+    shown = decided_card(full, "❌ Rejected by bob")
+    assert len(shown.blocks) == 50
+    assert shown.blocks[:2] == [full[0], outcome_section("❌ Rejected by bob")]
+    headless = decided_card(asked[1:2], "✅ Approved by alice")  # no header: outcome first
+    assert headless.blocks == [outcome_section("✅ Approved by alice"), asked[1]]
+
+
+def test_the_outcome_alone_and_the_reply_are_short_and_within_limits() -> None:
+    alone = outcome_only("⌛ Expired", "a-1", "high")
+    assert alone.text == "⌛ Expired"
+    assert [b["type"] for b in alone.blocks] == ["section", "context"]
+    reply = outcome_reply("✅ Approved by alice")
+    assert reply.text == "✅ Approved by alice"
+    assert reply.blocks == [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*✅ Approved by alice*"}}
+    ]
+    for m in (alone, reply):
+        assert_within_limits(m)
+
+
+def test_an_outcome_with_data_in_it_cannot_ping() -> None:
+    said = f"✅ Approved by {HOSTILE}"
+    for shown in (
+        decided_card(render(messages()["approval_card"]).blocks, said),
+        outcome_only(said, HOSTILE, "low"),
+        outcome_reply(said),
+    ):
+        assert pings(shown.blocks, shown.text) == []

@@ -22,7 +22,7 @@ from clients.errors import (
     UpstreamError,
 )
 from clients.slack import SlackClient
-from core.wire import SlackIdentity, SlackPosted, SlackReaction, SlackUser
+from core.wire import SlackFetchedMessage, SlackIdentity, SlackPosted, SlackReaction, SlackUser
 from sandbox.slack import SlackSandboxUser, SlackServer
 from tests.fixtures.slack import (
     ALICE_ID,
@@ -31,9 +31,11 @@ from tests.fixtures.slack import (
     BOT_ID,
     BOT_TOKEN,
     BOT_USER_ID,
+    CAROL_ID,
     CHANNEL_ID,
     DAVE_ID,
     GONE_BOT_TOKEN,
+    MALLORY_ID,
     OTHER_BOT_TOKEN,
     OTHER_BOT_USER_ID,
     OUTSIDE_CHANNEL_ID,
@@ -153,6 +155,40 @@ async def test_get_reactions_reads_every_reactor_with_full(
 async def test_no_reactions_is_an_empty_list(client: SlackClient) -> None:
     posted = await post(client)
     assert await client.get_reactions(CHANNEL_ID, posted.ts) == []
+
+
+async def test_get_message_reads_text_blocks_and_reactions(
+    client: SlackClient, slack: SlackServer
+) -> None:
+    posted = await client.post_message(CHANNEL_ID, text="approve?", blocks=[HEADER, SECTION])
+    slack.react(CHANNEL_ID, posted.ts, "x", "bob")
+    assert await client.get_message(CHANNEL_ID, posted.ts) == SlackFetchedMessage(
+        text="approve?",
+        blocks=[HEADER, SECTION],
+        reactions=[SlackReaction(name="x", users=[BOB_ID], count=1)],
+    )
+    [request] = slack.received(path="/api/reactions.get")
+    assert request.query["full"] == ["1"]
+    slack.delete_message(CHANNEL_ID, posted.ts)
+    with pytest.raises(SlackNotFound):
+        await client.get_message(CHANNEL_ID, posted.ts)
+
+
+async def test_channel_members_reads_every_page(client: SlackClient, slack: SlackServer) -> None:
+    voters = {f"U0MEMBER{i:04d}" for i in range(1500)}
+    for uid in voters:
+        slack.add_user(SlackSandboxUser(uid, uid.lower()))
+    members = await client.channel_members(CHANNEL_ID)
+    assert voters | {ALICE_ID, BOB_ID, CAROL_ID, MALLORY_ID, BOT_USER_ID} <= members
+    assert DAVE_ID not in members  # deactivated
+    first, second = slack.received(path="/api/conversations.members")
+    assert first.query["limit"] == ["1000"] and "cursor" not in first.query
+    assert second.query["cursor"] == ["1000"]
+
+
+async def test_channel_members_of_an_unknown_channel_is_not_found(client: SlackClient) -> None:
+    with pytest.raises(SlackNotFound):
+        await client.channel_members("C0NOPE")
 
 
 async def test_user_info_people_bots_slackbot_and_deactivated(

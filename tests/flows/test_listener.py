@@ -425,10 +425,19 @@ async def test_both_channels_ask_each_action_once_and_one_decision_edits_both(
         assert slack.request_text(in_channel(r, "slack")) == text
         assert len(await events(stack, r.proposal.action_id, "decision_announced")) == 1
     # Everything was said in both: the requests, and beside each (Slack: in its thread)
-    # the rejection and the result.
+    # the rejection and the result; Slack also replies each decision in its thread (its
+    # edit notifies no one).
     in_slack = stack.slack.messages(SLACK_CHANNEL_ID)
-    assert len(stack.discord.messages(CHANNEL_ID)) == len(in_slack) == 4
-    replies = [m for m in in_slack if m["thread_ts"]]
+    assert len(stack.discord.messages(CHANNEL_ID)) == 4
+    assert len(in_slack) == 4 + 2
+    replies = [m for m in in_slack if m["thread_ts"] and m["thread_ts"] != m["ts"]]
+    assert len(replies) == 4  # the rejection, the result and the two decisions
+    texts = [m["text"] for m in replies]
+    assert (
+        texts.count("✅ Approved by alice (Slack)")
+        == texts.count("❌ Rejected by bob (Slack)")
+        == 1
+    )
     assert {m["thread_ts"] for m in replies} == {
         decode_ids(r.request)["slack"].message_id for r in (r_vetoed, r_approved)
     }
