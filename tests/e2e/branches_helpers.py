@@ -85,6 +85,20 @@ def scripted_policy(deadline_seconds: int | None = None) -> dict[str, Any]:
     return policy
 
 
+def waiting(policy: dict[str, Any], wait: str) -> dict[str, Any]:
+    """The policy with every risk level waiting `wait` ("pause": a live process;
+    "suspend": the run ends and is re-run from the top when resumed)."""
+    levels = policy.get("risk") or RiskRegister().model_dump()
+    return {**policy, "risk": {n: {**level, "wait": wait} for n, level in levels.items()}}
+
+
+async def waited_suspended(run_id: str | uuid.UUID) -> bool:
+    """Whether the run ever waited suspended (a state named "Suspended")."""
+    async with get_client() as client:
+        states = await client.read_flow_run_states(uuid.UUID(str(run_id)))
+    return any(s.name == "Suspended" for s in states)
+
+
 def add_scripted_templates(stack: Stack) -> None:
     """Templates 31 (fails) and 32 (runs until cancelled) beside 30; gone at the reset."""
     stack.awx.add_template(
