@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,7 @@ class WorkerProcess:
             "REMEDIATION_CHECKOUT": str(root),
             "PREFECT_WORKER_QUERY_SECONDS": str(poll),
             "PYTHONPATH": str(root),
+            "PREFECT_LOGGING_LEVEL": "INFO",
         }
         prefect = str(Path(sys.executable).parent / "prefect")
         with self.log_path.open("ab") as out:
@@ -165,6 +167,8 @@ async def states_of(run_ids: list[str]) -> list[Any]:
 async def phase(
     wait: str, n: int, latency_n: int, stack: Any, names: Any, worker: WorkerProcess
 ) -> dict[str, Any]:
+    from prefect.states import Cancelled
+
     from clients.ledger import Ledger
     from clients.prefect_runs import PrefectRuns
     from core.policy import load_policy
@@ -178,6 +182,12 @@ async def phase(
                  cycle_id=f"bench-{wait}-{tag}")
         for i in range(n)
     ]  # fmt: skip
+
+    async def worker_idle() -> bool:
+        return not worker.children()
+
+    await wait_until(worker_idle, timeout=300, what="the worker's earlier runs to exit")
+    await asyncio.sleep(3)
     before = used_memory()
     worker_before, _ = summed_pss(worker.proc.pid)
     t0 = time.monotonic()
@@ -213,7 +223,8 @@ async def phase(
     log(f"suspend: {n} {wait}: machine +{mib(after - before)} MiB, PSS {mib(pss_total)} MiB")
 
     # latency: approve one at a time, as the listener applies a decision
-    latencies = []
+    latencies: list[float] = []
+    breakdown: list[dict[str, float | None]] = []
     async with PrefectRuns.open() as runs:
         for a, run_id in list(zip(actions, run_ids, strict=True))[:latency_n]:
             unit = a.parameters["unit"]
@@ -228,8 +239,16 @@ async def phase(
                     raise RuntimeError(f"no launch for {run_id} in 180 s\n{worker_log(worker)}")
                 await asyncio.sleep(0.05)
             latencies.append(time.monotonic() - start)
-        for run_id in run_ids[latency_n:]:  # the rest: rejected, as a clean-up
-            await runs.resume(run_id, "reject", "benchmark clean-up")
+            launched_at = datetime.now(UTC)
+            if wait == "suspend":
+                breakdown.append(await resumed_path(runs, run_id, launched_at))
+        for run_id in run_ids[latency_n:]:  # the rest: ended, as a clean-up
+            if wait == "pause":
+                await runs.resume(run_id, "reject", "benchmark clean-up")
+            else:  # no process to tell: cancelled (a reject would start one per run)
+                await runs.client.set_flow_run_state(
+                    uuid.UUID(run_id), Cancelled(message="benchmark clean-up"), force=True
+                )
 
     async def all_final() -> bool:
         return all(s is not None and s.is_final() for s in await states_of(run_ids))
@@ -248,6 +267,30 @@ async def phase(
         "pss_added_mib": mib(pss_total - worker_before),
         "decision_to_launch_s": stats(latencies, 3),
         "decision_to_launch_raw_s": [round(x, 3) for x in latencies],
+        "suspended_path_s": breakdown,
+    }
+
+
+async def resumed_path(runs: Any, run_id: str, launched_at: datetime) -> dict[str, float | None]:
+    """Where a resumed suspended run's time went (Prefect's state timestamps, server
+    clock): resumed → picked up by the worker (Pending) → its new process running
+    (Running) → the launch seen here."""
+    states = await runs.client.read_flow_run_states(uuid.UUID(run_id))
+    after = sorted(states, key=lambda st: st.timestamp)
+    resumed = next((st for st in reversed(after) if st.name == "Resuming"), None)
+    if resumed is None:
+        return {}
+    later = [st for st in after if st.timestamp >= resumed.timestamp]
+    pending = next((st for st in later if st.type.value == "PENDING"), None)
+    running = next((st for st in later if st.type.value == "RUNNING"), None)
+
+    def gap(a: Any, b: Any) -> float | None:
+        return round((b - a).total_seconds(), 2) if a is not None and b is not None else None
+
+    return {
+        "to_worker_pickup": gap(resumed.timestamp, pending and pending.timestamp),
+        "to_process_running": gap(pending and pending.timestamp, running and running.timestamp),
+        "flow_rerun_to_launch": gap(running and running.timestamp, launched_at),
     }
 
 

@@ -56,6 +56,7 @@ from tests.e2e.branches_helpers import (
     record,
     records,
     request_of,
+    rerun_time,
     rows,
     run_cycle,
     scripted_policy,
@@ -75,6 +76,8 @@ pytestmark = pytest.mark.slow
 
 RESTART_UNIT = 10  # the real playbook (AWX sandbox template)
 LOKI_QUERY = "/loki/api/v1/query_range"
+# Each approval branch runs with either wait; a suspended run's re-runs take longer.
+WAITS = ["pause", pytest.param("suspend", marks=pytest.mark.timeout(600))]
 WORKFLOW_COMPLETE = "🏁 Workflow complete: {n} action(s) of this cycle ended"
 
 
@@ -242,7 +245,7 @@ async def test_4_manual_issues_only_post_one_message_and_start_no_action_run(
 
 
 # --- 5-6: actions approved in Discord, run, verified, reported ---------------------------------
-@pytest.mark.parametrize("wait", ["pause", "suspend"])
+@pytest.mark.parametrize("wait", WAITS)
 async def test_5_one_action_no_summary_approved_job_ok_verified_effective_result_posted(
     stack: Stack, served: ServedDeployment, wait: str
 ) -> None:
@@ -256,7 +259,7 @@ async def test_5_one_action_no_summary_approved_job_ok_verified_effective_result
         [rec] = (await awaiting_approval(stack, 1)).values()
         assert titles(stack) == ["🟢 Approve restart_unit on web-02? React ✅ or ❌"]  # no summary
         react(stack, rec, "✅", "alice")
-        await all_ended(report)
+        await all_ended(report, timeout=rerun_time(wait, 120))
     await assert_deployment_runs_of(report, served, wait)
 
     # AWX: one launch of the real playbook, limited to the host
@@ -352,7 +355,7 @@ async def test_6_several_actions_summary_first_approvals_at_once_results_then_cy
 
 
 # --- 7-8: nothing runs without a yes -----------------------------------------------------------
-@pytest.mark.parametrize("wait", ["pause", "suspend"])
+@pytest.mark.parametrize("wait", WAITS)
 async def test_7_rejected_in_discord_posts_the_rejection_and_launches_nothing(
     stack: Stack, wait: str
 ) -> None:
@@ -395,7 +398,7 @@ async def test_7_rejected_in_discord_posts_the_rejection_and_launches_nothing(
     assert not await waited_suspended(action.flow_run_id)
 
 
-@pytest.mark.parametrize("wait", ["pause", "suspend"])
+@pytest.mark.parametrize("wait", WAITS)
 async def test_8_deadline_default_runs_a_low_risk_action_and_not_a_high_risk_one(
     stack: Stack, served: ServedDeployment, wait: str
 ) -> None:
@@ -408,7 +411,7 @@ async def test_8_deadline_default_runs_a_low_risk_action_and_not_a_high_risk_one
     async with listening(stack, policy):
         report = await run_cycle(stack, policy)
         recs = await awaiting_approval(stack, 2)  # and nobody answers
-        await all_ended(report, timeout=90)
+        await all_ended(report, timeout=rerun_time(wait, 90))
     await assert_deployment_runs_of(report, served, wait)
     low, high = (await records(stack, report)).values()
     assert (low.proposal.host, high.proposal.host) == ("web-01", "web-02")
@@ -541,7 +544,7 @@ async def test_10_verification_inconclusive_when_the_host_goes_dark_after_the_jo
 
 
 # --- 11: the Prefect UI path ----------------------------------------------------------------
-@pytest.mark.parametrize("wait", ["pause", "suspend"])
+@pytest.mark.parametrize("wait", WAITS)
 async def test_11_prefect_ui_approval_runs_medium_and_is_refused_for_high(
     stack: Stack, served: ServedDeployment, wait: str
 ) -> None:
@@ -561,10 +564,13 @@ async def test_11_prefect_ui_approval_runs_medium_and_is_refused_for_high(
         assert await resume(high.request.flow_run_id, "approve") == "ACCEPT"
         # high: refused, said so, and the same run pauses again for the Discord quorum
         await eventually(
-            lambda: titled(stack, "🔒 Still gated: scripted_fix on web-02"), what="the refusal"
+            lambda: titled(stack, "🔒 Still gated: scripted_fix on web-02"),
+            timeout=rerun_time(wait, 60),
+            what="the refusal",
         )
         regated = await eventually(
             lambda: _paused_with_key(high.request.flow_run_id, "regate"),
+            timeout=rerun_time(wait, 60),
             interval=PROBE_SECONDS,
             what="re-gated pause",
         )
@@ -572,7 +578,7 @@ async def test_11_prefect_ui_approval_runs_medium_and_is_refused_for_high(
         assert "web-02" not in [j.limit for j in stack.awx.jobs()]  # high: nothing launched
         # a reject from the UI is always honoured
         assert await resume(regated.id, "reject", "not without two approvers") == "ACCEPT"
-        await all_ended(report)
+        await all_ended(report, timeout=rerun_time(wait, 120))
         for rec, shown in [
             (medium, "✅ Approved — decided in the Prefect UI — looks fine"),
             (high, "❌ Rejected — decided in the Prefect UI — not without two approvers"),
