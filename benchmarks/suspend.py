@@ -382,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-poll", type=float, default=10.0)
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="results directory")
     args = parser.parse_args(argv)
     if args.quick:
         args.paused, args.suspended, args.latency = 3, 20, 3
@@ -393,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         out = asyncio.run(measure(args, workdir))
     run.data["results"] = out
     run.data["summary"] = summarise(out)
-    path = run.finish()
+    path = run.finish(args.out)
     log(f"suspend: wrote {path}")
     return 0
 
