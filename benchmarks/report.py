@@ -239,6 +239,18 @@ def suspend_rows(d: dict[str, Any]) -> list[str]:
             f"| Decision → launch, {name} (worker poll {poll} s) | {_num(lat.get('median'), 's')}"
             f" / {_num(lat.get('p95'), 's')} | – | – | {target} | {lat.get('n')} |"
         )
+    path = suspended.get("suspended_path_s") or []
+    if path:
+        parts = [
+            ("to_worker_pickup", "worker pick-up"),
+            ("to_process_running", "process start"),
+            ("flow_rerun_to_launch", "re-run to launch"),
+        ]
+        each = "; ".join(
+            f"{label} " + ", ".join(_num(p.get(key), "s") for p in path) for key, label in parts
+        )
+        rows.append(f"| — suspended, where the time went (each run) | {each} | – | – |  | "
+                    f"{len(path)} |")  # fmt: skip
     return rows
 
 
