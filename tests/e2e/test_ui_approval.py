@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -211,8 +212,10 @@ async def open_resume_dialog(page: Page, link: str) -> Any:
 
 
 async def expect_paused_page(page: Page) -> None:
-    """The run page has loaded, showing the state badge "Paused" and the kebab menu."""
-    await expect(page.locator('[data-slot="badge"]', has_text="Paused").first).to_be_visible(
+    """The run page has loaded, showing the state badge "Paused" (or, for a suspended
+    run, "Suspended") and the kebab menu."""
+    waiting = re.compile("Paused|Suspended")
+    await expect(page.locator('[data-slot="badge"]', has_text=waiting).first).to_be_visible(
         timeout=30_000
     )
     await expect(page.get_by_role("button", name="Open menu").first).to_be_visible()
