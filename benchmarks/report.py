@@ -213,6 +213,47 @@ def listener_rows(d: dict[str, Any]) -> list[str]:
     return rows
 
 
+def suspend_rows(d: dict[str, Any]) -> list[str]:
+    r, s = d.get("results", {}), d.get("summary", {})
+    paused, suspended = r.get("paused", {}), r.get("suspended", {})
+    p100, s100 = s.get("paused_100_mib", {}), s.get("suspended_100_mib", {})
+    poll = r.get("worker_poll_seconds")
+    rows = [
+        f"| {paused.get('pending')} paused approvals: added PSS / machine used memory | "
+        f"{paused.get('pss_added_mib')} / {paused.get('machine_added_mib')} MiB | "
+        f"{suspended.get('pending')} suspended, same run: {suspended.get('pss_added_mib')} / "
+        f"{suspended.get('machine_added_mib')} MiB | per paused approval "
+        f"{s.get('paused_per_approval_mib', {}).get('pss')} MiB PSS | 100 paused "
+        f"({p100.get('label', '')}): {p100.get('pss')} MiB PSS; 100 suspended "
+        f"({s100.get('label', '')}): {s100.get('pss_mib')} MiB PSS, ≤ 100 MB: "
+        f"{_num(s.get('suspended_memory_target_met'))} | 1 |",
+    ]
+    for name, fig in (("paused", paused), ("suspended", suspended)):
+        lat = fig.get("decision_to_launch_s", {})
+        target = (
+            f"≤ worker poll {poll:g} s + 5 s: {_num(s.get('suspend_latency_target_met'))}"
+            if name == "suspended" and poll is not None
+            else ""
+        )
+        rows.append(
+            f"| Decision → launch, {name} (worker poll {poll} s) | {_num(lat.get('median'), 's')}"
+            f" / {_num(lat.get('p95'), 's')} | – | – | {target} | {lat.get('n')} |"
+        )
+    path = suspended.get("suspended_path_s") or []
+    if path:
+        parts = [
+            ("to_worker_pickup", "worker pick-up"),
+            ("to_process_running", "process start"),
+            ("flow_rerun_to_launch", "re-run to launch"),
+        ]
+        each = "; ".join(
+            f"{label} " + ", ".join(_num(p.get(key), "s") for p in path) for key, label in parts
+        )
+        rows.append(f"| — suspended, where the time went (each run) | {each} | – | – |  | "
+                    f"{len(path)} |")  # fmt: skip
+    return rows
+
+
 SECTIONS = [
     ("stage1", "1. Stage 1 against its floor (real Prometheus)", stage1_rows),
     ("cycle", "2. Cycle overhead", cycle_rows),
@@ -224,6 +265,7 @@ SECTIONS = [
     ),
     ("ledger", "5a. Ledger throughput", ledger_rows),
     ("listener", "5b. Listener poll cost and paused-run memory", listener_rows),
+    ("suspend", "5c. Pending approvals paused vs suspended", suspend_rows),
 ]
 
 
