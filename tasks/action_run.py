@@ -100,7 +100,12 @@ def ui_link(flow_run_id: str | None, settings: ActionSettings) -> str | None:
 
 
 async def begin(run: ActionRunContext) -> ActionRecord:
-    """Record the action (once), tag the run, and read what the ledger holds for it."""
+    """Record the action (once), tag the run, and read what the ledger holds for it. A
+    run re-entering after a suspend (its own request on record) did both already: it
+    goes straight on (a resumed suspended run's launch waits for this)."""
+    record = await run.ledger.actions.get_action(run.action.action_id)
+    if record is not None and record.request and record.request.flow_run_id == run.run_id:
+        return record
     await run.ledger.actions.record_actions([run.action], now=datetime.now(UTC))
     async with PrefectRuns.open() as runs:  # people and the listener find action runs by tag
         await runs.tag_action_run(run.run_id, run.action.action_id)
@@ -140,7 +145,8 @@ async def request_approval(run: ActionRunContext, record: ActionRecord) -> Appro
         if record.request.flow_run_id == run.run_id and record.request.pause_key:
             key = record.request.pause_key
         request = record.request.model_copy(update={"flow_run_id": run.run_id, "pause_key": key})
-        await run.ledger.actions.record_approval_request(request)
+        if request != record.request:  # a re-entering suspended run changes nothing
+            await run.ledger.actions.record_approval_request(request)
         run.log.info("approval already requested (message %s): not re-posting", request.message_id)
         return request
     now = datetime.now(UTC)
