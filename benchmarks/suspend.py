@@ -168,6 +168,10 @@ async def wait_until(probe: Any, timeout: float, what: str, interval: float = 1.
 
 
 async def states_of(run_ids: list[str]) -> list[Any]:
+    return [r.state for r in await flow_runs_of(run_ids)]
+
+
+async def flow_runs_of(run_ids: list[str]) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -178,7 +182,7 @@ async def states_of(run_ids: list[str]) -> list[Any]:
             found += await client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=len(chunk)
             )
-    return [r.state for r in found]
+    return found
 
 
 async def phase(
@@ -197,11 +201,26 @@ async def phase(
     tag = uuid.uuid4().hex[:6]
     # Each phase's units are its own: a launch is recognised by its unit.
     unit_tag = f"{wait}.{letters(int(tag, 16))}"
-    actions = [
-        proposal(policy, host=HOSTS[i % len(HOSTS)], unit=f"{letters(i)}.{unit_tag}.service",
-                 cycle_id=f"bench-{wait}-{tag}")
-        for i in range(n)
-    ]  # fmt: skip
+
+    def action(i: int) -> Any:
+        unit = f"{letters(i)}.{unit_tag}.service"
+        return proposal(policy, host=HOSTS[i % len(HOSTS)], unit=unit, cycle_id=f"bench-{tag}")
+
+    async def dispatch(batch: list[Any]) -> list[str]:
+        async with Ledger(stack.ledger_url) as ledger:
+            result = await dispatch_actions(
+                batch,
+                mode="deployment",
+                options={
+                    "policy": policy,
+                    "blocks": names.model_dump(),
+                    "settings": {**SETTINGS, "deployment": f"remediate-action/{deployment}"},
+                },
+                ledger=ledger,
+                suspended_risks=load_policy(policy).risk.waiting("suspend"),
+            )
+        assert not result.errors, result.errors
+        return [result.dispatched[a.action_id] for a in batch]
 
     async def worker_idle() -> bool:
         return not worker.children()
@@ -212,28 +231,29 @@ async def phase(
     worker_before, _ = summed_pss(worker.proc.pid)
     server_before = summed_pss(server_pid)[0] if server_pid else None
     t0 = time.monotonic()
-    async with Ledger(stack.ledger_url) as ledger:
-        result = await dispatch_actions(
-            actions,
-            mode="deployment",
-            options={
-                "policy": policy,
-                "blocks": names.model_dump(),
-                "settings": {**SETTINGS, "deployment": f"remediate-action/{deployment}"},
-            },
-            ledger=ledger,
-            suspended_risks=load_policy(policy).risk.waiting("suspend"),
-        )
-    assert not result.errors, result.errors
-    run_ids = [result.dispatched[a.action_id] for a in actions]
+    actions = [action(i) for i in range(n)]
+    run_ids = await dispatch(actions)
+    replaced: list[str] = []
 
     async def all_waiting() -> bool:
-        states = await states_of(run_ids)
+        by_id = {str(r.id): r.state for r in await flow_runs_of(run_ids)}
         want = "Suspended" if wait == "suspend" else "Paused"
-        done = sum(1 for s in states if s is not None and s.name == want)
-        failed = [s.name for s in states if s is not None and s.is_final()]
-        if failed:
+        done = sum(1 for st in by_id.values() if st is not None and st.name == want)
+        # A run the worker could not submit (a 503 from a loaded SQLite server) is
+        # Crashed before it ran: replaced by a new action, so `n` really wait.
+        crashed = [i for i, r in enumerate(run_ids)
+                   if (st := by_id.get(r)) is not None and st.name == "Crashed"]  # fmt: skip
+        failed = [st.name for st in by_id.values() if st is not None and st.is_final()]
+        if len(failed) > len(crashed):
             raise RuntimeError(f"runs ended while waiting: {failed[:5]}")
+        if crashed:
+            fresh = [action(n + len(replaced) + k) for k in range(len(crashed))]
+            new_ids = await dispatch(fresh)
+            for i, a, r in zip(crashed, fresh, new_ids, strict=True):
+                replaced.append(run_ids[i])
+                actions[i], run_ids[i] = a, r
+            log(f"suspend: {len(crashed)} run(s) crashed at submission: replaced")
+            return False
         return done == n and (wait == "pause" or not worker.children())
 
     await wait_until(all_waiting, timeout=60 + 15 * n, what=f"{n} runs {wait}d")
@@ -288,6 +308,7 @@ async def phase(
         "deployment": deployment,
         "pending": n,
         "seconds_until_all_waiting": round(waited_s, 1),
+        "crashed_at_submission_replaced": replaced,
         "load_average_waiting": load_waiting,
         "machine_used_before_mib": mib(before),
         "machine_used_waiting_mib": mib(after),
