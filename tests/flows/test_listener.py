@@ -124,6 +124,9 @@ class Actions:
         async with self.stack.ledger() as ledger:
             return await ledger.actions.get_action(a.action_id)
 
+    # How long a run may take to reach its pause: in-process, the flow's own steps.
+    PAUSE_SECONDS = 90
+
     async def paused(self, *actions: ProposedAction, posted: bool = True) -> list[ActionRecord]:
         """Wait until each action's run is PAUSED with its request recorded."""
         records = []
@@ -139,7 +142,9 @@ class Actions:
                     run = await client.read_flow_run(uuid.UUID(r.request.flow_run_id))
                 return r if run.state and run.state.type == StateType.PAUSED else None
 
-            records.append(await eventually(probe, timeout=90, what=f"{a.host} paused"))
+            records.append(
+                await eventually(probe, timeout=self.PAUSE_SECONDS, what=f"{a.host} paused")
+            )
         return records
 
     async def finished(self, *actions: ProposedAction, timeout: float = 120) -> list[Any]:
@@ -151,6 +156,10 @@ class Actions:
 class DeployedActions(Actions):
     """`remediate_action` runs of the served deployment, each top-level (Prefect suspends
     no subflow): the runs of a policy whose levels wait suspended."""
+
+    # The served process starts a process per run first: three at once on a loaded
+    # 2-core box took over 90 s to reach their suspend.
+    PAUSE_SECONDS = 240
 
     def __init__(self, stack: Stack, pol: dict[str, Any], served: ServedDeployment) -> None:
         super().__init__(stack, pol)
