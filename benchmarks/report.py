@@ -228,7 +228,8 @@ def suspend_rows(d: dict[str, Any]) -> list[str]:
             f"{suspended.get('machine_added_mib')} MiB | per paused approval "
             f"{s.get('paused_per_approval_mib', {}).get('pss')} MiB PSS | 100 paused "
             f"({p100.get('label', '')}): {p100.get('pss')} MiB PSS; 100 suspended "
-            f"({s100.get('label', '')}): {s100.get('pss_mib')} MiB PSS, ≤ 100 MB: "
+            f"({s100.get('label', '')}): {s100.get('pss_mib')} MiB PSS (the Prefect server: "
+            f"+{s100.get('prefect_server_pss_mib')} MiB), ≤ 100 MB: "
             f"{_num(s.get('suspended_memory_target_met'))} | 1 |",
         ]
     )
