@@ -213,6 +213,70 @@ def listener_rows(d: dict[str, Any]) -> list[str]:
     return rows
 
 
+def suspend_rows(d: dict[str, Any]) -> list[str]:
+    r, s = d.get("results", {}), d.get("summary", {})
+    paused, suspended = r.get("paused", {}), r.get("suspended", {})
+    p100, s100 = s.get("paused_100_mib", {}), s.get("suspended_100_mib", {})
+    poll = r.get("worker_poll_seconds")
+    rows = (
+        []
+        if r.get("latency_only")
+        else [
+            f"| {paused.get('pending')} paused approvals: added PSS / machine used memory | "
+            f"{paused.get('pss_added_mib')} / {paused.get('machine_added_mib')} MiB | "
+            f"{suspended.get('pending')} suspended, same run: {suspended.get('pss_added_mib')} / "
+            f"{suspended.get('machine_added_mib')} MiB | per paused approval "
+            f"{s.get('paused_per_approval_mib', {}).get('pss')} MiB PSS | 100 paused "
+            f"({p100.get('label', '')}): {p100.get('pss')} MiB PSS; 100 suspended "
+            f"({s100.get('label', '')}): {s100.get('pss_mib')} MiB PSS (the Prefect server: "
+            f"+{s100.get('prefect_server_pss_mib')} MiB), ≤ 100 MB: "
+            f"{_num(s.get('suspended_memory_target_met'))} | 1 |",
+        ]
+    )
+    direct = r.get("suspended_direct_engine", {})
+    figures = [("paused", paused), ("suspended", suspended)]
+    if direct:
+        figures.append(("suspended, engine started directly", direct))
+    for name, fig in figures:
+        lat = fig.get("decision_to_launch_s", {})
+        met = s.get(
+            "suspend_direct_engine_latency_target_met"
+            if "directly" in name
+            else "suspend_latency_target_met"
+        )
+        target = (
+            f"≤ worker poll {poll:g} s + 5 s: {_num(met)}"
+            if name.startswith("suspended") and poll is not None
+            else ""
+        )
+        rows.append(
+            f"| Decision → launch, {name} (worker poll {poll} s) | {_num(lat.get('median'), 's')}"
+            f" / {_num(lat.get('p95'), 's')} | – | – | {target} | {lat.get('n')} |"
+        )
+    for name, fig in figures:
+        lines = fig.get("timelines") or []
+        if lines:
+            each = "; ".join(
+                ", ".join(
+                    f"{k.replace('_to_', '→')} {_num(v, 's')}" for k, v in t["gaps_s"].items()
+                )
+                + f" (load {t.get('load_average', ['?'])[0]})"
+                for t in lines
+            )
+            rows.append(f"| — {name}, where the time went (each approval) | {each} | – | – |  | "
+                        f"{len(lines)} |")  # fmt: skip
+    imports = r.get("import_seconds")
+    if imports:
+        engine, with_flow = imports["prefect_engine"], imports["prefect_engine_and_flow"]
+        rows.append(
+            f"| — a new flow process's imports (load {imports.get('load_average', ['?'])[0]}) | "
+            f"prefect.flow_engine {_num(engine.get('median'), 's')}, with "
+            f"flows.remediate_action {_num(with_flow.get('median'), 's')} | – | – |  | "
+            f"{engine.get('n')} |"
+        )
+    return rows
+
+
 SECTIONS = [
     ("stage1", "1. Stage 1 against its floor (real Prometheus)", stage1_rows),
     ("cycle", "2. Cycle overhead", cycle_rows),
@@ -224,6 +288,8 @@ SECTIONS = [
     ),
     ("ledger", "5a. Ledger throughput", ledger_rows),
     ("listener", "5b. Listener poll cost and paused-run memory", listener_rows),
+    ("suspend", "5c. Pending approvals paused vs suspended", suspend_rows),
+    ("suspend_latency", "5d. Decision → launch per wait mode (`--latency-only`)", suspend_rows),
 ]
 
 

@@ -38,6 +38,7 @@ BENCHMARKS: list[tuple[str, bool, int, int]] = [
     ("stage1", True, 720, 360),
     ("ledger", False, 480, 240),
     ("listener", True, 480, 300),
+    ("suspend", True, 2400, 900),
 ]
 
 

@@ -12,6 +12,7 @@ transaction, by sub-selects (no id lists, so any number of rows works on SQLite)
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -203,6 +204,25 @@ class OperationsRepository(Repository):
             return (
                 await conn.execute(
                     select(func.count()).select_from(actions).where(actions.c.status.in_(holding))
+                )
+            ).scalar_one()
+
+    async def suspended_approvals(self, risks: Iterable[str]) -> int:
+        """Actions awaiting a decision at the risks whose approvals wait suspended (no
+        process: `Policy.max_suspended_approvals`); `pending_approvals` minus these hold
+        a paused process each. Once approved, a suspended run is a live process again."""
+        wanted = [str(r) for r in risks]
+        if not wanted:
+            return 0
+        async with self._tx("count suspended approvals", write=False) as conn:
+            return (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(actions)
+                    .where(
+                        actions.c.status == ActionStatus.AWAITING_APPROVAL.value,
+                        actions.c.risk.in_(wanted),
+                    )
                 )
             ).scalar_one()
 

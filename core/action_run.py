@@ -1,5 +1,6 @@
-"""The decisions of one action run (`remediate_action`): what a resume means, how long a
-pause lasts, what a failed run leaves behind — and the run's typed result."""
+"""The decisions of one action run (`remediate_action`): how it waits (pause or suspend),
+what a resume means, how long a pause lasts, what a failed run leaves behind — and the
+run's typed result."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from core.models import Verdict
+from core.policy import RiskLevel, WaitMode
 from core.records import ActionRecord, ActionStatus, Decision
 from core.wire import JobState
 
@@ -44,10 +46,37 @@ def pause_key(action_id: str, regates: int = 0) -> str:
     return base if regates == 0 else f"{base}-regate-{regates}"
 
 
+def regates_of(key: str) -> int:
+    """How many times the run was re-gated before pausing under `key` (`pause_key`)."""
+    _, _, count = key.rpartition("-regate-")
+    return int(count) if count.isdigit() else 0
+
+
 def pause_timeout(deadline: datetime, now: datetime, grace_seconds: int) -> int:
     """Seconds to pause: until the deadline, plus the grace in which the listener applies
     the deadline default (a Prefect timeout means it did not)."""
     return max(int((deadline - now).total_seconds()), 0) + grace_seconds
+
+
+class WaitChoice(BaseModel):
+    """How this run waits for its decision: its level's mode, or pause when Prefect
+    cannot suspend it (`fallback` says why; the run says so in its log and the ledger)."""
+
+    mode: WaitMode
+    fallback: str | None = None
+
+
+def wait_choice(level: RiskLevel, *, deployment: bool, subflow: bool) -> WaitChoice:
+    """Suspend ends the process, and Prefect re-runs the flow from a deployment on resume:
+    it needs a deployment and a top-level run. Where it cannot, the run waits paused
+    (a careful user wants the approval asked, not refused for want of a worker)."""
+    if level.wait == "pause":
+        return WaitChoice(mode="pause")
+    if not deployment:
+        return WaitChoice(mode="pause", fallback="the run has no deployment (in-process run)")
+    if subflow:
+        return WaitChoice(mode="pause", fallback="the run is a subflow of another run")
+    return WaitChoice(mode="suspend")
 
 
 class ResumeKind(StrEnum):

@@ -5,6 +5,12 @@ its worker survives, and stays RUNNING or PAUSED when the worker died too. A liv
 run writes a heartbeat to the ledger every `heartbeat_seconds` (also while paused or
 waiting for a host slot), so a run whose heartbeat has gone stale is known to be dead.
 
+A run suspended for its approval (`wait: suspend`: state PAUSED named "Suspended") has no
+process and writes no heartbeat: it is alive as a database row until resumed, and a
+resumed one is SCHEDULED/PENDING ("Resuming") until a worker starts it again, then gets
+a heartbeat window from the moment it is running again. A suspended run whose Prefect
+timeout failed it on the server ran no failure hook: the reconciler expires its action.
+
 For each action that has a ledger record, is not finished, and has no live run:
 - no decision applied yet (it was awaiting approval) → expired: nothing runs (a dead run
   cannot be resumed by an answer any more);
@@ -65,6 +71,7 @@ class RunStateType(StrEnum):
 DEAD_STATES = (RunStateType.CRASHED, RunStateType.FAILED)
 LIVE_STATES = (RunStateType.RUNNING, RunStateType.PAUSED)
 COMING_STATES = (RunStateType.SCHEDULED, RunStateType.PENDING)
+SUSPENDED = "Suspended"  # the name of a suspended run's PAUSED state
 
 
 class ActionRun(Frozen):
@@ -74,6 +81,7 @@ class ActionRun(Frozen):
     state: RunStateType | None = None
     state_name: str | None = None  # "Crashed", "Running", … (None: no state yet)
     started: datetime  # start time, else expected start, else creation
+    state_since: datetime | None = None  # when the run entered its current state
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
     action_id: str | None = None
     continues: str | None = None  # the dead run this one was created to continue
@@ -91,6 +99,19 @@ class ActionRun(Frozen):
     @property
     def dead(self) -> bool:
         return self.state in DEAD_STATES
+
+    @property
+    def suspended(self) -> bool:
+        """Waiting suspended: no process, no heartbeat — alive as a database row."""
+        return self.state is RunStateType.PAUSED and self.state_name == SUSPENDED
+
+    @property
+    def last_start(self) -> datetime:
+        """When the run last began running: a resumed suspended run starts a new process
+        long after its first start."""
+        if self.state is RunStateType.RUNNING and self.state_since is not None:
+            return max(self.started, self.state_since)
+        return self.started
 
     @property
     def state_label(self) -> str:
@@ -217,8 +238,10 @@ def is_dead(
     came within the claim window."""
     if any(r.coming for r in runs):
         return False  # a run is about to start; it continues from the ledger itself
+    if any(r.suspended for r in runs):
+        return False  # waits as a database row: no process to die, no heartbeat to miss
     stale_before = now - stale
-    if any(r.live and r.started >= stale_before for r in runs):
+    if any(r.live and r.last_start >= stale_before for r in runs):
         return False  # just started: give it time for its first heartbeat
     if heartbeat_at is None:
         return True
@@ -231,6 +254,20 @@ def failed_before_launch(runs: Sequence[ActionRun], *, launch_intent: bool) -> b
     """Every run failed (not crashed) and nothing was launched: its failure hook already
     told people, so the reconciler leaves it alone."""
     return all(r.state is RunStateType.FAILED for r in runs) and not launch_intent
+
+
+def hook_missed(
+    runs: Sequence[ActionRun], *, awaiting_decision: bool, now: datetime, stale: timedelta
+) -> bool:
+    """The action still awaits a decision although its latest run failed longer than a
+    heartbeat window ago: its failure hook never ran. That is a suspended run whose
+    Prefect timeout failed it on the server (no process to run the hook); a paused run's
+    hook expires the action within seconds."""
+    if not runs or not awaiting_decision:
+        return False
+    latest = dead_run(runs)
+    since = latest.state_since or latest.started
+    return latest.state is RunStateType.FAILED and since < now - stale
 
 
 def remedy(*, decision: str | None, continuations: int) -> Remedy:

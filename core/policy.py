@@ -21,9 +21,11 @@ from core.errors import ConfigError
 from core.logs import LogSettings
 from core.models import Frozen, Risk
 
+WaitMode = Literal["pause", "suspend"]
+
 
 class RiskLevel(Frozen):
-    """How one risk level is asked for and decided."""
+    """How one risk level is asked for, waited for and decided."""
 
     emoji: str
     color: int = Field(ge=0, le=0xFFFFFF, description="Discord embed colour.")
@@ -32,6 +34,12 @@ class RiskLevel(Frozen):
     approvers_needed: int = Field(default=1, ge=1, le=10)
     ui_approval_allowed: bool = Field(
         default=True, description="Does an approve from the Prefect UI suffice?"
+    )
+    wait: WaitMode = Field(
+        default="pause",
+        description="pause: the run's process waits (resumes within the pause poll, "
+        "~120 MiB per waiting run); suspend: the process ends and the run waits as a "
+        "database row, re-run from the top by a worker on resume (README: Long waits).",
     )
 
 
@@ -49,10 +57,15 @@ class RiskRegister(Frozen):
         default_at_deadline="skip",
         approvers_needed=2,
         ui_approval_allowed=False,
+        wait="suspend",
     )
 
     def level(self, risk: Risk) -> RiskLevel:
         return getattr(self, risk.value)
+
+    def waiting(self, mode: WaitMode) -> list[Risk]:
+        """The risks whose approvals wait in `mode`."""
+        return [r for r in Risk if self.level(r).wait == mode]
 
 
 class MaintenanceWindow(Frozen):
@@ -176,7 +189,14 @@ class Policy(Frozen):
     max_pending_approvals: int = Field(
         default=10,
         ge=0,
-        description="Actions that may await approval at once (each is a live process of ~100 MB).",
+        description="Actions that may await approval at once in a paused process (each is a "
+        "live process of ~120 MiB), counting approved ones still waiting for their host.",
+    )
+    max_suspended_approvals: int = Field(
+        default=500,
+        ge=0,
+        description="Actions that may await approval at once suspended (no process: a "
+        "database row each) — risk levels with `wait: suspend`.",
     )
     max_running_jobs: int = Field(default=5, ge=1, description="Remediation jobs at once.")
     prompt_token_budget: int = Field(default=24_000, ge=2_000)

@@ -250,8 +250,12 @@ def vet_actions(
     pending_approvals: int,
     cycle_id: str,
     now: datetime,
+    pending_suspended: int = 0,
 ) -> Vetting:
-    """Check every proposed action against policy (see the module docstring)."""
+    """Check every proposed action against policy (see the module docstring). Approval
+    capacity is counted by wait mode: `pending_approvals` hold a paused process each
+    (`max_pending_approvals`), `pending_suspended` wait suspended, as database rows
+    (`max_suspended_approvals`)."""
     issues_by_host: dict[str, list[Issue]] = defaultdict(list)
     for issue in issues:
         issues_by_host[issue.host].append(issue)
@@ -260,7 +264,11 @@ def vet_actions(
     per_host: dict[str, int] = defaultdict(int)
     seen: set[tuple[str, str, str]] = set()
     claimed_fps: set[str] = set()
-    capacity = max(0, policy.max_pending_approvals - pending_approvals)
+    capacity = {
+        "pause": max(0, policy.max_pending_approvals - pending_approvals),
+        "suspend": max(0, policy.max_suspended_approvals - pending_suspended),
+    }
+    admitted = {"pause": 0, "suspend": 0}
     for action in actions:
         reason, addressed = _check_one(action, issues_by_host, policy, history, now)
         fps = [i.fingerprint for i in addressed]
@@ -278,17 +286,16 @@ def vet_actions(
             reason = f"over the per-cycle limit of {policy.max_actions_per_cycle} actions"
         if reason is None and per_host[action.host] >= policy.max_actions_per_host:
             reason = f"over the per-host limit of {policy.max_actions_per_host} actions"
-        if reason is None and len(approved) >= capacity:
-            reason = (
-                f"approval capacity reached ({policy.max_pending_approvals} actions may "
-                "await approval at once)"
-            )
+        entry = policy.entry(action.catalog_key)
+        risk = Risk.max(action.risk, entry.min_risk) if entry is not None else action.risk
+        wait = policy.risk.level(risk).wait
+        if reason is None and admitted[wait] >= capacity[wait]:
+            reason = _capacity_reached(policy, wait)
         if reason is not None:
             rejected.append(RejectedAction(action=action, reason=reason))
             continue
-        entry = policy.entry(action.catalog_key)
         assert entry is not None
-        risk = Risk.max(action.risk, entry.min_risk)
+        admitted[wait] += 1
         notes = []
         if risk != action.risk:
             notes.append(
@@ -321,3 +328,15 @@ def vet_actions(
             )
         )
     return Vetting(approved=approved, rejected=rejected)
+
+
+def _capacity_reached(policy: Policy, wait: str) -> str:
+    if wait == "suspend":
+        return (
+            f"approval capacity reached ({policy.max_suspended_approvals} actions may "
+            "await approval suspended at once)"
+        )
+    return (
+        f"approval capacity reached ({policy.max_pending_approvals} actions may "
+        "await approval at once)"
+    )

@@ -10,27 +10,36 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Collection
 from typing import Any
 
 from prefect.logging import get_run_logger
 
 from core.dispatch import DispatchMode, DispatchResult, action_run_parameters
+from core.models import Risk
 from core.vetting import ProposedAction
 from tasks.dispatch import record_actions, running_from_deployment, start_action_runs
 from tasks.ledger import Ledger
 
 
 async def dispatch_actions(
-    actions: list[ProposedAction], *, mode: DispatchMode, options: dict[str, Any], ledger: Ledger
+    actions: list[ProposedAction],
+    *,
+    mode: DispatchMode,
+    options: dict[str, Any],
+    ledger: Ledger,
+    suspended_risks: Collection[Risk] = (),
 ) -> DispatchResult:
-    """Start one `remediate_action` per action; record each in the ledger first."""
+    """Start one `remediate_action` per action; record each in the ledger first. Actions
+    at `suspended_risks` (`wait: suspend`) start as top-level deployment runs: Prefect
+    cannot suspend a subflow."""
     if not actions or mode == "none":
         return DispatchResult()
     await record_actions(ledger, actions)
     if mode == "auto":
         mode = "deployment" if running_from_deployment() else "inline"
     if mode == "deployment":
-        return await start_action_runs(ledger, actions, options)
+        return await start_action_runs(ledger, actions, options, suspended_risks)
     return await run_inline(actions, options)
 
 

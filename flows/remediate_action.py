@@ -1,10 +1,13 @@
 """`remediate_action`: one flow run per action — ask, wait, launch, poll, verify, report.
 
-The run pauses (`pause_flow_run`) while humans decide; the approval listener resumes it
-from chat reactions and applies deadline defaults, or a person resumes it in the
-Prefect UI. A Prefect pause timeout means nobody decided and the listener was absent:
-the run fails, nothing runs, and the failure hook says so in chat. On entry the run
-reads the ledger for its action id and continues from what is recorded, so a restarted
+The run pauses (`pause_flow_run`) while humans decide — or, where its risk level says
+`wait: suspend`, suspends (`suspend_flow_run`: the process ends, and on resume a worker
+re-runs the flow from the top); the approval listener resumes it from chat reactions
+and applies deadline defaults, or a person resumes it in the Prefect UI. A Prefect pause
+timeout means nobody decided and the listener was absent: the run fails, nothing runs,
+and the failure hook says so in chat (a suspended run's timeout fails it on the
+server, with no hook: the reconciler expires it). On entry the run reads the ledger for
+its action id and continues from what is recorded, so a restarted or resumed-suspended
 run never re-posts, re-asks an answered question or re-launches.
 """
 
@@ -15,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow
-from prefect.flow_runs import apause_flow_run
+from prefect.flow_runs import apause_flow_run, asuspend_flow_run
 from prefect.runtime import flow_run
 
 from blocks.names import BlockNames
@@ -25,6 +28,7 @@ from core.action_run import (
     applied_decision,
     pause_key,
     pause_timeout,
+    regates_of,
 )
 from core.approval import approval_markdown
 from core.launch import MARKER_KEY, NoJobToPoll
@@ -50,9 +54,12 @@ def _run_name() -> str:
 
 
 async def wait_for_decision(run: ActionRunContext, request: ApprovalRequest) -> Decision:
-    """Pause until resumed (in this flow's own context); a UI approve that the risk level
-    does not accept re-gates under a fresh pause key."""
-    action, level, regates = run.action, run.level, 0
+    """Pause or suspend until resumed (in this flow's own context); a UI approve that the
+    risk level does not accept re-gates under a fresh pause key. A suspend ends this
+    process: on resume the flow re-runs from the top and, under the same key, the
+    suspend returns the stored answer at once."""
+    action, level = run.action, run.level
+    wait = await step.choose_wait(run)
     key = request.pause_key or pause_key(action.action_id)
     while True:
         form = ApprovalInput.with_initial_data(
@@ -64,20 +71,24 @@ async def wait_for_decision(run: ActionRunContext, request: ApprovalRequest) -> 
                 channel=run.conns.chat.title,
             )
         )
-        answer = await apause_flow_run(
-            wait_for_input=form,
-            key=key,
-            timeout=pause_timeout(
-                request.deadline, datetime.now(UTC), run.settings.pause_grace_seconds
-            ),
-            poll_interval=run.settings.pause_poll_seconds,
+        # The Prefect timeout is a safety net: the listener applies deadline defaults.
+        timeout = pause_timeout(
+            request.deadline, datetime.now(UTC), run.settings.pause_grace_seconds
         )
+        if wait.mode == "suspend":
+            answer = await asuspend_flow_run(wait_for_input=form, key=key, timeout=timeout)
+        else:
+            answer = await apause_flow_run(
+                wait_for_input=form,
+                key=key,
+                timeout=timeout,
+                poll_interval=run.settings.pause_poll_seconds,
+            )
         kind, decision = await step.read_resume(run, answer.decision, answer.comment)
         if kind is not ResumeKind.UI_APPROVE_REGATED:
             return decision
-        regates += 1
-        key = pause_key(action.action_id, regates)
-        await step.refuse_ui_approval(run)
+        key = pause_key(action.action_id, regates_of(key) + 1)
+        await step.refuse_ui_approval(run, request.model_copy(update={"pause_key": key}))
 
 
 async def _on_failure(flow: Any, run: Any, state: Any) -> None:

@@ -68,6 +68,7 @@ async def remediation_cycle(
             mode=dispatch,
             options={**(dispatch_options or {}), "blocks": blocks.model_dump(), "policy": policy},
             ledger=conns.ledger,
+            suspended_risks=cycle.policy.risk.waiting("suspend"),
         )
         await cycle.dispatched(routing, result, len(vetting.approved))
         return await close(cycle, controls)

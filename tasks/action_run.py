@@ -16,6 +16,7 @@ from typing import Any, Literal
 from prefect import task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
 from prefect.settings import PREFECT_UI_URL
 
@@ -28,10 +29,12 @@ from core.action_run import (
     ActionResult,
     FailedRun,
     ResumeKind,
+    WaitChoice,
     classify_failed_run,
     classify_resume,
     pause_key,
     ui_decision,
+    wait_choice,
 )
 from core.launch import ActionAlreadyEnded, NoJobToPoll
 from core.messages import ApprovalCard, Notice
@@ -98,7 +101,12 @@ def ui_link(flow_run_id: str | None, settings: ActionSettings) -> str | None:
 
 
 async def begin(run: ActionRunContext) -> ActionRecord:
-    """Record the action (once), tag the run, and read what the ledger holds for it."""
+    """Record the action (once), tag the run, and read what the ledger holds for it. A
+    run re-entering after a suspend (its own request on record) did both already: it
+    goes straight on (a resumed suspended run's launch waits for this)."""
+    record = await run.ledger.actions.get_action(run.action.action_id)
+    if record is not None and record.request and record.request.flow_run_id == run.run_id:
+        return record
     await run.ledger.actions.record_actions([run.action], now=datetime.now(UTC))
     async with PrefectRuns.open() as runs:  # people and the listener find action runs by tag
         await runs.tag_action_run(run.run_id, run.action.action_id)
@@ -107,13 +115,39 @@ async def begin(run: ActionRunContext) -> ActionRecord:
     return record
 
 
+async def choose_wait(run: ActionRunContext) -> WaitChoice:
+    """How this run waits for its decision (`core.action_run.wait_choice`); a level that
+    waits suspended in a run Prefect cannot suspend waits paused, and says so."""
+    ctx = FlowRunContext.get()
+    flow_run = ctx.flow_run if ctx is not None else None
+    choice = wait_choice(
+        run.level,
+        deployment=bool(flow_run and flow_run.deployment_id),
+        subflow=bool(flow_run and flow_run.parent_task_run_id),
+    )
+    if choice.fallback is not None:
+        run.log.warning(
+            "%s risk waits suspended, but %s: waiting paused instead (a live process "
+            "until decided; see README, Long waits)",
+            run.action.risk.value,
+            choice.fallback,
+        )
+        await run.audit("suspend_unavailable", {"why": choice.fallback})
+    return choice
+
+
 @task(name="request-approval", cache_policy=NO_CACHE, retries=0)
 async def request_approval(run: ActionRunContext, record: ActionRecord) -> ApprovalRequest:
-    """Post the request once; a restarted run only re-points it to itself."""
+    """Post the request once; a restarted run only re-points it to itself. The same run
+    re-entering after a suspend keeps its pause key (a re-gate's, if it was re-gated):
+    Prefect answers an already used key at once with its stored input."""
     action, key = run.action, pause_key(run.action.action_id)
     if record.request is not None:
+        if record.request.flow_run_id == run.run_id and record.request.pause_key:
+            key = record.request.pause_key
         request = record.request.model_copy(update={"flow_run_id": run.run_id, "pause_key": key})
-        await run.ledger.actions.record_approval_request(request)
+        if request != record.request:  # a re-entering suspended run changes nothing
+            await run.ledger.actions.record_approval_request(request)
         run.log.info("approval already requested (message %s): not re-posting", request.message_id)
         return request
     now = datetime.now(UTC)
@@ -178,7 +212,10 @@ async def read_resume(
     return kind, await run.ledger.actions.record_applied_decision(ui)
 
 
-async def refuse_ui_approval(run: ActionRunContext) -> None:
+async def refuse_ui_approval(run: ActionRunContext, request: ApprovalRequest) -> None:
+    """Say the UI approve was not enough, and record the re-gate's pause key (a run that
+    re-enters after a suspend waits under it, not under an answered one)."""
+    await run.ledger.actions.record_approval_request(request)
     await run.audit("ui_approve_refused", {"risk": run.action.risk})
     await run.say(words.still_gated(run.action, run.level, channel=run.conns.chat.title))
 

@@ -292,8 +292,11 @@ class CycleRun:
     async def vet(self, analysis: Analysis, issues: list[Issue]) -> Vetting:
         """Policy disposes: every proposed action allowed or rejected with a reason."""
         since = attempts_since(self.policy, self.now)
-        history, pending = await read_attempt_history(
-            self.conns.ledger, [i.fingerprint for i in issues], since
+        history, pending, suspended = await read_attempt_history(
+            self.conns.ledger,
+            [i.fingerprint for i in issues],
+            since,
+            self.policy.risk.waiting("suspend"),
         )
         vetting = vet_actions(
             analysis.actions,
@@ -302,6 +305,7 @@ class CycleRun:
             policy_hash=policy_hash(self.policy),
             history=history,
             pending_approvals=pending,
+            pending_suspended=suspended,
             cycle_id=self.cycle_id,
             now=self.now,
         )

@@ -1,7 +1,8 @@
 """Starting the cycle's action runs from the `remediate_action` deployment.
 
 Each action is a run of the deployment started with `run_deployment(..., timeout=0)`
-(linked as a subflow): the cycle ends in seconds and never holds its concurrency slot
+(linked as a subflow, except where the action's risk level waits suspended: Prefect
+suspends only top-level runs): the cycle ends in seconds and never holds its concurrency slot
 while people decide. Its parameters are the deployment's own, with the cycle's merged
 over them field by field (`core.run_parameters`), so settings the action deployment
 declares are kept. When no listener run is running, one is started (`options["listener"]`
@@ -15,7 +16,7 @@ each run started shows in the UI as its own subflow of the cycle.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from core.dispatch import (
     listener_covers,
     listener_not_started,
 )
+from core.models import Risk
 from core.records import ActionStatus
 from core.run_parameters import merge_parameters
 from core.vetting import ProposedAction
@@ -75,11 +77,15 @@ async def ensure_listener(runs: PrefectRuns, deployment: str | None) -> str | No
 
 
 async def start_action_runs(
-    ledger: Ledger, actions: Sequence[ProposedAction], options: dict[str, Any]
+    ledger: Ledger,
+    actions: Sequence[ProposedAction],
+    options: dict[str, Any],
+    suspended_risks: Collection[Risk] = (),
 ) -> DispatchResult:
     """One `remediate_action` deployment run per action (a failed start marks the
     action DISPATCH_FAILED and is reported, never lost); then a listener run if none
-    is due."""
+    is due. An action at one of `suspended_risks` is not linked as a subflow (Prefect
+    suspends top-level runs only)."""
     started = time.perf_counter()
     result = DispatchResult()
     deployment = action_deployment(options)
@@ -92,6 +98,7 @@ async def start_action_runs(
                     merge_parameters(declared, action_run_parameters(a, options)),
                     idempotency_key=f"remediate-{a.action_id}",
                     tags=["remediation-action", f"action:{a.action_id}"],
+                    as_subflow=a.risk not in suspended_risks,
                 )
                 result.dispatched[a.action_id] = str(run.id)
             except Exception as exc:  # noqa: BLE001 - any failure: report, never lose it

@@ -40,11 +40,14 @@ async def confirm_reported(
 
 @task(name="read-attempt-history", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 async def read_attempt_history(
-    ledger: Ledger, fingerprints: Iterable[str], since: datetime
-) -> tuple[dict[str, list[AttemptRecord]], int]:
-    """Attempt history of the issues, and how many actions await approval now."""
+    ledger: Ledger, fingerprints: Iterable[str], since: datetime, suspended_risks: Iterable[str]
+) -> tuple[dict[str, list[AttemptRecord]], int, int]:
+    """Attempt history of the issues, and how many actions await approval now: those
+    holding a paused process, and those waiting suspended (at `suspended_risks`)."""
     history = await ledger.episodes.attempt_history(fingerprints, since=since)
-    return history, await ledger.operations.pending_approvals()
+    holding = await ledger.operations.pending_approvals()
+    suspended = await ledger.operations.suspended_approvals(suspended_risks)
+    return history, holding - suspended, suspended
 
 
 @task(name="prune-ledger-rows", cache_policy=NO_CACHE, retries=0)

@@ -52,6 +52,7 @@ from core.liveness import (
     dead_run_ids,
     failed_before_launch,
     heartbeat_seconds_of,
+    hook_missed,
     is_dead,
     remedy,
     stale_after,
@@ -91,6 +92,7 @@ def action_run(run: FlowRun) -> ActionRun:
         state=RunStateType(run.state.type.value) if run.state else None,
         state_name=run.state.name if run.state else None,
         started=started or datetime.min.replace(tzinfo=UTC),
+        state_since=run.state.timestamp if run.state else None,
         heartbeat_seconds=heartbeat_seconds_of(run.parameters),
         action_id=action_id_of(run.parameters, run.tags),
         continues=continues_of(run.tags),
@@ -149,7 +151,10 @@ class Reconciler:
         if not is_dead(runs, heartbeat_at=at, heartbeat_by=by, now=now, stale=stale):
             await self.announce_missed(view, runs, now)
             return None
-        if failed_before_launch(runs, launch_intent=view.launch_intent):
+        awaiting = view.status is ActionStatus.AWAITING_APPROVAL and view.decision is None
+        if failed_before_launch(runs, launch_intent=view.launch_intent) and not hook_missed(
+            runs, awaiting_decision=awaiting, now=now, stale=stale
+        ):
             return None  # its failure hook told people
         if view.gave_up:
             return None  # reported already: it needs a person

@@ -126,3 +126,18 @@ async def test_approved_never_moves_an_action_back(ledger: Ledger) -> None:
     fresh = await requested(ledger, "web-04")
     assert await ledger.actions.mark_approved(fresh.action_id, now=T0) is True
     assert await status(ledger, fresh) is ActionStatus.APPROVED
+
+
+async def test_suspended_approvals_are_the_undecided_ones_at_the_suspending_risks(
+    ledger: Ledger,
+) -> None:
+    """Capacity by wait mode: an undecided action at a risk that waits suspended holds no
+    process; once approved its run is live again and counts with the paused ones."""
+    low = await requested(ledger, "web-02")  # risk low
+    approved = await requested(ledger, "web-03")
+    await ledger.actions.record_applied_decision(decision(approved))
+    assert await ledger.operations.pending_approvals() == 2
+    assert await ledger.operations.suspended_approvals(["low"]) == 1
+    assert await ledger.operations.suspended_approvals(["high"]) == 0
+    assert await ledger.operations.suspended_approvals([]) == 0
+    assert low.risk.value == "low"

@@ -19,7 +19,9 @@ from core.action_run import (
     classify_resume,
     pause_key,
     pause_timeout,
+    regates_of,
     ui_decision,
+    wait_choice,
 )
 from core.launch import (
     MARKER_KEY,
@@ -244,3 +246,25 @@ def test_a_rerun_of_an_ended_action_reports_where_it_ended() -> None:
     ended = record(ActionStatus.EXPIRED)
     result = ActionResult.ended_before(ended)
     assert (result.action_id, result.status) == (ended.proposal.action_id, ActionStatus.EXPIRED)
+
+
+def test_a_level_waits_suspended_only_where_prefect_can_suspend_else_paused_with_a_reason() -> None:
+    register = Policy().risk
+    assert (register.low.wait, register.medium.wait, register.high.wait) == (
+        "pause",
+        "pause",
+        "suspend",
+    )
+    assert wait_choice(register.high, deployment=True, subflow=False).mode == "suspend"
+    local = wait_choice(register.high, deployment=False, subflow=True)
+    assert local.mode == "pause" and "no deployment" in (local.fallback or "")
+    child = wait_choice(register.high, deployment=True, subflow=True)
+    assert child.mode == "pause" and "subflow" in (child.fallback or "")
+    plain = wait_choice(register.low, deployment=False, subflow=False)
+    assert plain.mode == "pause" and plain.fallback is None
+
+
+def test_a_regate_count_is_read_back_from_its_pause_key() -> None:
+    assert regates_of(pause_key("a1")) == 0
+    assert regates_of(pause_key("a1", 2)) == 2
+    assert regates_of(pause_key("a-regate-x", 1)) == 1

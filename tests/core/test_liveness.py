@@ -29,6 +29,7 @@ from core.liveness import (
     dead_run_ids,
     failed_before_launch,
     heartbeat_seconds_of,
+    hook_missed,
     is_claim,
     is_dead,
     remedy,
@@ -241,3 +242,50 @@ def test_the_gave_up_notice_says_why_in_red() -> None:
     ended = notice_embed(gave_up)
     assert "ended Cancelled (`run-4`)" in (ended.description or "")
     assert "Job" not in (ended.description or "")
+
+
+# --- suspended runs -------------------------------------------------------------------
+def suspended(run_id: str = "run-1") -> ActionRun:
+    return ActionRun(
+        id=run_id, state=RunStateType.PAUSED, state_name="Suspended", started=NOW - 3600 * S
+    )
+
+
+def test_a_suspended_run_is_alive_without_a_process_or_a_heartbeat() -> None:
+    assert suspended().suspended and not run(state=RunStateType.PAUSED).suspended
+    assert not dead([suspended()], None, None)
+    assert not dead([suspended()], 60 * 60 * S, "run-1")  # its last beat before suspending
+    assert dead([run(state=RunStateType.PAUSED)], 60 * 60 * S, "run-1")  # paused: a process
+
+
+def test_a_resumed_suspended_run_waits_for_a_worker_and_then_gets_a_heartbeat_window() -> None:
+    resuming = ActionRun(
+        id="run-1", state=RunStateType.SCHEDULED, state_name="Resuming", started=NOW - 3600 * S
+    )
+    assert not dead([resuming], 3600 * S, "run-1")  # waiting for a worker: coming
+    running_again = ActionRun(
+        id="run-1",
+        state=RunStateType.RUNNING,
+        state_name="Running",
+        started=NOW - 3600 * S,
+        state_since=NOW - 5 * S,
+    )
+    assert not dead([running_again], 3600 * S, "run-1")  # before its first new beat
+    later = running_again.model_copy(update={"state_since": NOW - STALE - S})
+    assert dead([later], 3600 * S, "run-1")  # no beat for a whole window: its process died
+
+
+def test_a_suspended_run_failed_by_prefects_timeout_missed_its_failure_hook() -> None:
+    failed = ActionRun(
+        id="run-1",
+        state=RunStateType.FAILED,
+        state_name="Failed",
+        started=NOW - 3600 * S,
+        state_since=NOW - STALE - S,
+    )
+    assert hook_missed([failed], awaiting_decision=True, now=NOW, stale=STALE)
+    assert not hook_missed([failed], awaiting_decision=False, now=NOW, stale=STALE)
+    just = failed.model_copy(update={"state_since": NOW - S})  # its hook may be running
+    assert not hook_missed([just], awaiting_decision=True, now=NOW, stale=STALE)
+    crashed = failed.model_copy(update={"state": RunStateType.CRASHED})
+    assert not hook_missed([crashed], awaiting_decision=True, now=NOW, stale=STALE)

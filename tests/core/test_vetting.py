@@ -130,3 +130,42 @@ def test_limits_duplicates_and_capacity() -> None:
     assert v.manual_issues[0].source == "capacity"
     v = vet([action(), action()])
     assert v.rejected[0].reason.startswith("duplicate")
+
+
+def test_approval_capacity_is_counted_per_wait_mode() -> None:
+    """Paused approvals (low/medium by default) fill `max_pending_approvals`; suspended
+    ones (high by default) their own `max_suspended_approvals`."""
+    issues = [issue(f"web-{i:02d}", CheckName.FAILED_UNIT, "nginx.service") for i in range(4)]
+    low = [action(host=f"web-{i:02d}") for i in range(2)]
+    high = [action(host=f"web-{i:02d}", risk="high") for i in range(2, 4)]
+    policy = POLICY.model_copy(update={"max_pending_approvals": 1, "max_suspended_approvals": 1})
+    v = vet_actions(
+        [ModelAction.model_validate(a) for a in low + high],
+        issues,
+        policy=policy,
+        policy_hash=policy_hash(policy),
+        history={},
+        pending_approvals=0,
+        pending_suspended=0,
+        cycle_id="c1",
+        now=NOW,
+    )
+    assert [(p.host, p.risk) for p in v.approved] == [("web-00", Risk.LOW), ("web-02", Risk.HIGH)]
+    reasons = sorted(r.reason for r in v.rejected)
+    assert reasons == [
+        "approval capacity reached (1 actions may await approval at once)",
+        "approval capacity reached (1 actions may await approval suspended at once)",
+    ]
+    # a full paused cap leaves the suspended one open, and the other way round
+    full = vet_actions(
+        [ModelAction.model_validate(a) for a in [low[0], high[0]]],
+        issues,
+        policy=policy,
+        policy_hash=policy_hash(policy),
+        history={},
+        pending_approvals=1,
+        pending_suspended=0,
+        cycle_id="c1",
+        now=NOW,
+    )
+    assert [p.risk for p in full.approved] == [Risk.HIGH]

@@ -85,6 +85,30 @@ def scripted_policy(deadline_seconds: int | None = None) -> dict[str, Any]:
     return policy
 
 
+# A resumed suspended run waits for its worker's next poll and a new process, then runs
+# its flow again from the top: on a loaded 2-core box that took up to ~70 s.
+RERUN_SECONDS = 120
+
+
+def rerun_time(wait: str, seconds: float) -> float:
+    """How long to wait for what follows a decision: longer when the run was suspended."""
+    return seconds + (RERUN_SECONDS if wait == "suspend" else 0)
+
+
+def waiting(policy: dict[str, Any], wait: str) -> dict[str, Any]:
+    """The policy with every risk level waiting `wait` ("pause": a live process;
+    "suspend": the run ends and is re-run from the top when resumed)."""
+    levels = policy.get("risk") or RiskRegister().model_dump()
+    return {**policy, "risk": {n: {**level, "wait": wait} for n, level in levels.items()}}
+
+
+async def waited_suspended(run_id: str | uuid.UUID) -> bool:
+    """Whether the run ever waited suspended (a state named "Suspended")."""
+    async with get_client() as client:
+        states = await client.read_flow_run_states(uuid.UUID(str(run_id)))
+    return any(s.name == "Suspended" for s in states)
+
+
 def add_scripted_templates(stack: Stack) -> None:
     """Templates 31 (fails) and 32 (runs until cancelled) beside 30; gone at the reset."""
     stack.awx.add_template(

@@ -56,12 +56,15 @@ from tests.e2e.branches_helpers import (
     record,
     records,
     request_of,
+    rerun_time,
     rows,
     run_cycle,
     scripted_policy,
     title,
     titled,
     titles,
+    waited_suspended,
+    waiting,
 )
 from tests.fixtures.loki_discord import ALICE_ID, BOT_USER_ID
 from tests.fixtures.serve import ServedDeployment
@@ -73,6 +76,10 @@ pytestmark = pytest.mark.slow
 
 RESTART_UNIT = 10  # the real playbook (AWX sandbox template)
 LOKI_QUERY = "/loki/api/v1/query_range"
+# Approval branches whose path the wait mode changes run with either wait (7: the fallback
+# to pause; 8: deadline defaults; 11: UI resume and re-gate); a suspended run's re-runs
+# take longer.
+WAITS = ["pause", pytest.param("suspend", marks=pytest.mark.timeout(600))]
 WORKFLOW_COMPLETE = "🏁 Workflow complete: {n} action(s) of this cycle ended"
 
 
@@ -117,16 +124,22 @@ async def reported_earlier(stack: Stack, low_memory: str) -> CycleReport:
     return earlier
 
 
-async def assert_deployment_runs_of(report: CycleReport, served: ServedDeployment) -> None:
+async def assert_deployment_runs_of(
+    report: CycleReport, served: ServedDeployment, wait: str = "pause"
+) -> None:
     """Every action ran as a run of the served deployment, linked as a subflow of the
-    cycle, which completed without waiting for any of them."""
+    cycle — or, waiting suspended, as a top-level run (Prefect suspends no subflow) that
+    did wait suspended — and the cycle completed without waiting for any of them."""
     cycle = await flow_run(report.cycle_id)
     assert cycle.state.type is StateType.COMPLETED
     deployment_id = await served.ready()
     for a in report.actions:
         run = await flow_run(a.flow_run_id)
         assert run.deployment_id == deployment_id, run
-        assert await parent_flow_run_id(run) == report.cycle_id
+        suspended = wait == "suspend"
+        parent = None if suspended else report.cycle_id
+        assert await parent_flow_run_id(run) == parent
+        assert await waited_suspended(run.id) is suspended
         assert run.state.type is StateType.COMPLETED, (a.host, run.state)
         assert run.end_time > cycle.end_time  # the cycle did not wait for it
 
@@ -234,6 +247,10 @@ async def test_4_manual_issues_only_post_one_message_and_start_no_action_run(
 
 
 # --- 5-6: actions approved in Discord, run, verified, reported ---------------------------------
+# Test 5 runs paused only: a suspended run's path from a listener's resume to its launch,
+# verification and result (it re-runs from the top) is test 8's low-risk action, resumed
+# by the same listener call; a UI resume and a re-gate under suspend are test 11's; Discord
+# votes on suspended runs, across a listener restart, are tests/flows/test_listener.py's.
 async def test_5_one_action_no_summary_approved_job_ok_verified_effective_result_posted(
     stack: Stack, served: ServedDeployment
 ) -> None:
@@ -342,13 +359,17 @@ async def test_6_several_actions_summary_first_approvals_at_once_results_then_cy
 
 
 # --- 7-8: nothing runs without a yes -----------------------------------------------------------
+@pytest.mark.parametrize("wait", WAITS)
 async def test_7_rejected_in_discord_posts_the_rejection_and_launches_nothing(
-    stack: Stack,
+    stack: Stack, wait: str
 ) -> None:
-    """Through the local path (`remediation-cycle`: the action is an in-process subflow)."""
+    """Through the local path (`remediation-cycle`: the action is an in-process subflow,
+    which Prefect cannot suspend: a level that waits suspended waits paused, and the
+    ledger says why)."""
+    policy = waiting(FAST_POLICY, wait)
     await fail_units(stack, "web-02")
-    async with listening(stack):
-        cycle = asyncio.create_task(run_cycle(stack, dispatch="inline"))
+    async with listening(stack, policy):
+        cycle = asyncio.create_task(run_cycle(stack, policy, dispatch="inline"))
         [rec] = (await awaiting_approval(stack, 1)).values()
         react(stack, rec, "❌", "alice")
         report = await asyncio.wait_for(cycle, timeout=120)
@@ -375,15 +396,19 @@ async def test_7_rejected_in_discord_posts_the_rejection_and_launches_nothing(
         "discord",
     )
     assert await rows(stack, "jobs") == [] and await attempts(stack) == []
-    assert "finished" not in await events(stack, action.action_id)
+    trail = await events(stack, action.action_id)
+    assert "finished" not in trail
+    assert ("suspend_unavailable" in trail) is (wait == "suspend")
+    assert not await waited_suspended(action.flow_run_id)
 
 
+@pytest.mark.parametrize("wait", WAITS)
 async def test_8_deadline_default_runs_a_low_risk_action_and_not_a_high_risk_one(
-    stack: Stack, served: ServedDeployment
+    stack: Stack, served: ServedDeployment, wait: str
 ) -> None:
     # Long enough for both runs to be asking at once: the served process may pick the
     # second run up one poll after the first (17 s apart was seen on a loaded machine).
-    policy = scripted_policy(deadline_seconds=30)
+    policy = waiting(scripted_policy(deadline_seconds=30), wait)
     await served.ready()
     await fail_units(stack, "web-01", "web-02")
     claude_proposes(
@@ -392,8 +417,8 @@ async def test_8_deadline_default_runs_a_low_risk_action_and_not_a_high_risk_one
     async with listening(stack, policy):
         report = await run_cycle(stack, policy)
         recs = await awaiting_approval(stack, 2)  # and nobody answers
-        await all_ended(report, timeout=90)
-    await assert_deployment_runs_of(report, served)
+        await all_ended(report, timeout=rerun_time(wait, 90))
+    await assert_deployment_runs_of(report, served, wait)
     low, high = (await records(stack, report)).values()
     assert (low.proposal.host, high.proposal.host) == ("web-01", "web-02")
 
@@ -525,10 +550,11 @@ async def test_10_verification_inconclusive_when_the_host_goes_dark_after_the_jo
 
 
 # --- 11: the Prefect UI path ----------------------------------------------------------------
+@pytest.mark.parametrize("wait", WAITS)
 async def test_11_prefect_ui_approval_runs_medium_and_is_refused_for_high(
-    stack: Stack, served: ServedDeployment
+    stack: Stack, served: ServedDeployment, wait: str
 ) -> None:
-    policy = scripted_policy()
+    policy = waiting(scripted_policy(), wait)
     await served.ready()
     await fail_units(stack, "web-01", "web-02")
     claude_proposes(
@@ -544,10 +570,13 @@ async def test_11_prefect_ui_approval_runs_medium_and_is_refused_for_high(
         assert await resume(high.request.flow_run_id, "approve") == "ACCEPT"
         # high: refused, said so, and the same run pauses again for the Discord quorum
         await eventually(
-            lambda: titled(stack, "🔒 Still gated: scripted_fix on web-02"), what="the refusal"
+            lambda: titled(stack, "🔒 Still gated: scripted_fix on web-02"),
+            timeout=rerun_time(wait, 60),
+            what="the refusal",
         )
         regated = await eventually(
             lambda: _paused_with_key(high.request.flow_run_id, "regate"),
+            timeout=rerun_time(wait, 60),
             interval=PROBE_SECONDS,
             what="re-gated pause",
         )
@@ -555,7 +584,7 @@ async def test_11_prefect_ui_approval_runs_medium_and_is_refused_for_high(
         assert "web-02" not in [j.limit for j in stack.awx.jobs()]  # high: nothing launched
         # a reject from the UI is always honoured
         assert await resume(regated.id, "reject", "not without two approvers") == "ACCEPT"
-        await all_ended(report)
+        await all_ended(report, timeout=rerun_time(wait, 120))
         for rec, shown in [
             (medium, "✅ Approved — decided in the Prefect UI — looks fine"),
             (high, "❌ Rejected — decided in the Prefect UI — not without two approvers"),
@@ -563,7 +592,7 @@ async def test_11_prefect_ui_approval_runs_medium_and_is_refused_for_high(
             await eventually(
                 lambda rec=rec, shown=shown: request_of(stack, rec).content == shown, what=shown
             )
-    await assert_deployment_runs_of(report, served)
+    await assert_deployment_runs_of(report, served, wait)
 
     [job] = stack.awx.jobs()
     assert (job.template.id, job.limit, job.status) == (SCRIPTED, "web-01", "successful")

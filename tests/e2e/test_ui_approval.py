@@ -16,6 +16,10 @@ opened from the link in the Discord approval message — and its Resume dialog:
 - high, approve + comment: refused — the same run pauses again for the Discord quorum,
   Discord says why, nothing is launched.
 
+With `wait: pause` the runs are in-process; with `wait: suspend` they are top-level runs
+of a served deployment, suspended (no process) until the UI resumes them, then re-run
+from the top by the serve process — the same page, dialog and outcomes.
+
 Every step is screenshotted; on failure the screenshots, the browser console and the
 server log are kept under test-artifacts/ui/<test>/. The dialog with the rendered
 proposal is the README's picture: written to docs/ui-approve.png when that file is
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -41,10 +46,13 @@ from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from clients.prefect_runs import PrefectRuns
 from core.records import ActionStatus
 from flows.remediate_action import remediate_action
+from tests.e2e.branches_helpers import rerun_time, waited_suspended, waiting
 from tests.e2e.ui_server import UiServer, prefect_ui_server
 from tests.fixtures.loki_discord import CHANNEL_ID
+from tests.fixtures.serve import DEPLOYMENT, ServedDeployment
 from tests.fixtures.stack import FAST_SETTINGS, Stack, wire_stack
 from tests.flows.actions import paused_runs, policy_with, proposal
 from tests.flows.helpers import approval_messages, eventually, listener
@@ -67,6 +75,8 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 TEMPLATE = 30  # the AWX sandbox's scripted job (tests/flows/actions.py)
 REQUIRED = "'decision' is a required property"
 expect.set_options(timeout=15_000)
+# Approving with either wait; a suspended run's re-runs (worker poll, new process) take longer.
+WAITS = ["pause", pytest.param("suspend", marks=pytest.mark.timeout(600))]
 
 pytestmark = [
     pytest.mark.slow,
@@ -202,8 +212,10 @@ async def open_resume_dialog(page: Page, link: str) -> Any:
 
 
 async def expect_paused_page(page: Page) -> None:
-    """The run page has loaded, showing the state badge "Paused" and the kebab menu."""
-    await expect(page.locator('[data-slot="badge"]', has_text="Paused").first).to_be_visible(
+    """The run page has loaded, showing the state badge "Paused" (or, for a suspended
+    run, "Suspended") and the kebab menu."""
+    waiting = re.compile("Paused|Suspended")
+    await expect(page.locator('[data-slot="badge"]', has_text=waiting).first).to_be_visible(
         timeout=30_000
     )
     await expect(page.get_by_role("button", name="Open menu").first).to_be_visible()
@@ -277,40 +289,103 @@ async def pause_key(run_id: Any) -> str | None:
     return run.state.state_details.pause_key if run.state.is_paused() else None
 
 
-def start(stack: Stack, action: Any, policy: dict[str, Any]) -> asyncio.Task[Any]:
-    return asyncio.create_task(
-        remediate_action(
-            action=action.model_dump(mode="json"),
-            policy=policy,
-            blocks=stack.names,
-            settings=FAST_SETTINGS,  # no ui_url: the link comes from PREFECT_UI_URL
-            return_state=True,
+class ActionRun:
+    """One `remediate_action` run: in-process (`wait: pause`), or — suspended runs need a
+    deployment and a top-level run — a run of the served deployment (`wait: suspend`)."""
+
+    def __init__(self, task: asyncio.Task[Any] | None = None, run_id: str | None = None):
+        self.task, self.run_id = task, run_id
+
+    def done(self) -> bool:
+        return self.task.done() if self.task is not None else False
+
+    async def final_state(self, timeout: float) -> Any:
+        if self.task is not None:
+            return await asyncio.wait_for(asyncio.shield(self.task), timeout)
+
+        async def final() -> Any:
+            async with get_client() as client:
+                state = (await client.read_flow_run(self.run_id)).state
+            return state if state is not None and state.is_final() else None
+
+        return await eventually(final, timeout=timeout, what="the run's end")
+
+
+async def start(
+    stack: Stack, action: Any, policy: dict[str, Any], served: ServedDeployment | None
+) -> ActionRun:
+    parameters = {
+        "action": action.model_dump(mode="json"),
+        "policy": policy,
+        "blocks": stack.names,
+        "settings": FAST_SETTINGS,  # no ui_url: the link comes from PREFECT_UI_URL
+    }
+    if served is None:
+        return ActionRun(
+            task=asyncio.create_task(remediate_action(**parameters, return_state=True))
         )
-    )
+    await served.ready()
+    async with PrefectRuns.open() as runs:
+        run = await runs.run_deployment(
+            DEPLOYMENT,
+            {**parameters, "blocks": stack.names.model_dump()},
+            idempotency_key=f"ui-{action.action_id}",
+            tags=[f"action:{action.action_id}"],
+            as_subflow=False,
+        )
+    return ActionRun(run_id=str(run.id))
 
 
-async def finish(runs: list[tuple[Any, asyncio.Task[Any]]]) -> None:
+async def finish(runs: list[tuple[Any, ActionRun | None]]) -> None:
     """End the runs whatever happened: a UI reject (always honoured) for one still
     paused, then wait for each; a run that will not end is cancelled."""
-    for run_id, task in runs:
-        if run_id is not None and not task.done() and await pause_key(run_id):
+    for run_id, run in runs:
+        if run is None:
+            continue
+        if run_id is not None and not run.done() and await pause_key(run_id):
             async with get_client() as client:
                 with suppress(Exception):
                     await client.resume_flow_run(run_id, run_input={"decision": "reject"})
-        await asyncio.wait([task], timeout=60)
-        if not task.done():
-            task.cancel()
+        if run.task is None:
+            continue  # a deployment run: the served deployment's stop ends what is left
+        await asyncio.wait([run.task], timeout=60)
+        if not run.task.done():
+            run.task.cancel()
             with suppress(BaseException):
-                await task
+                await run.task
 
 
 # --- the test ---------------------------------------------------------------------------
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("wait", WAITS)
 async def test_approving_in_the_prefect_ui(
-    ui_stack: Stack, ui_server: UiServer, tmp_path: Path, request: pytest.FixtureRequest
+    ui_stack: Stack,
+    ui_server: UiServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    wait: str,
 ) -> None:
-    stack, t0 = ui_stack, time.monotonic()
-    policy = policy_with()  # catalog floor low: the proposals carry their own risk
+    served = None
+    if wait == "suspend":
+        served = ServedDeployment(ui_server.api_url, tmp_path / "serve.log")
+    try:
+        await approving_in_the_prefect_ui(ui_stack, ui_server, tmp_path, request, wait, served)
+    finally:
+        if served is not None:
+            await served.stop()
+
+
+async def approving_in_the_prefect_ui(
+    stack: Stack,
+    ui_server: UiServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    wait: str,
+    served: ServedDeployment | None,
+) -> None:
+    t0 = time.monotonic()
+    # catalog floor low: the proposals carry their own risk; every level waits `wait`
+    policy = waiting(policy_with(), wait)
     medium = proposal(
         policy,
         host="web-01",
@@ -323,11 +398,19 @@ async def test_approving_in_the_prefect_ui(
         risk="high",
         reason="nginx failed on web-02; a restart should bring it back",
     )
-    medium_task, high_task = start(stack, medium, policy), start(stack, high, policy)
+    medium_task = high_task = None
     medium_id = high_id = None
     try:
-        [medium_run] = await eventually(lambda: paused_runs(medium.action_id), what="medium")
-        [high_run] = await eventually(lambda: paused_runs(high.action_id), what="high")
+        medium_task = await start(stack, medium, policy, served)
+        high_task = await start(stack, high, policy, served)
+        patience = rerun_time(wait, 60)
+        [medium_run] = await eventually(
+            lambda: paused_runs(medium.action_id), timeout=patience, what="medium"
+        )
+        [high_run] = await eventually(
+            lambda: paused_runs(high.action_id), timeout=patience, what="high"
+        )
+        assert await waited_suspended(medium_run.id) is (wait == "suspend")
         medium_id, high_id = medium_run.id, high_run.id
         paused_at = time.monotonic() - t0
 
@@ -385,14 +468,16 @@ async def test_approving_in_the_prefect_ui(
                 await steps.shot("medium-resumed")
 
                 async with steps.timed("medium: resume → job launched"):
-                    await eventually(lambda: launched_on(stack), timeout=30, what="AWX launch")
+                    await eventually(
+                        lambda: launched_on(stack), timeout=rerun_time(wait, 30), what="AWX launch"
+                    )
                 assert launched_on(stack) == ["web-01"]
                 async with steps.timed("medium: resume → Discord edited"):
                     edited = await eventually(
                         lambda: (
                             "decided in the Prefect UI" in approval_message(stack, "web-01").content
                         ),
-                        timeout=30,
+                        timeout=rerun_time(wait, 30),
                         what="the approval message edited by the listener",
                     )
                 assert edited
@@ -432,7 +517,9 @@ async def test_approving_in_the_prefect_ui(
 
                 async with steps.timed("high: resume → re-gated"):
                     key = await eventually(
-                        lambda: _regated(high_id), timeout=30, what="the high run re-paused"
+                        lambda: _regated(high_id),
+                        timeout=rerun_time(wait, 30),
+                        what="the high run re-paused",
                     )
                 assert key == f"approve-{high.action_id}-regate-1"
                 [gated] = [
@@ -459,10 +546,13 @@ async def test_approving_in_the_prefect_ui(
                 assert (message.content, message.history) == ("", [])
 
                 # the approved action ran to its end
-                state = await asyncio.wait_for(asyncio.shield(medium_task), 60)
+                state = await medium_task.final_state(rerun_time(wait, 60))
                 assert state.is_completed()
-                result = await state.aresult()
-                assert result.job_state == "successful", result
+                if medium_task.task is not None:  # in-process: its result is at hand
+                    result = await state.aresult()
+                    assert result.job_state == "successful", result
+                job = (await record_of(stack, medium.action_id)).job
+                assert job is not None and job.state == "successful", job
                 assert (await record_of(stack, medium.action_id)).status not in (
                     ActionStatus.AWAITING_APPROVAL,
                     ActionStatus.REJECTED,

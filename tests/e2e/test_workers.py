@@ -5,6 +5,9 @@ project's deployments with prefect.yaml's pull step (README, "Deploying with a w
   seconds, none of its flow-run processes outlives it, and every run it had ends with a
   state — the listener Completed, a paused action Crashed, which the reconciler then
   expires. Cancelling a listener run from the UI still ends it Cancelled.
+- A suspended approval (`wait: suspend`) holds no process: it survives a worker stop and
+  a `prefect deploy` of the same deployment, and a new worker runs it exactly once when
+  it is approved.
 - Several workers on one pool, the Prefect server and the ledger on PostgreSQL: a burst
   of five actions spreads over two workers with `--limit`, and each action is launched
   exactly once.
@@ -25,6 +28,7 @@ from prefect.states import Cancelling
 from pydantic import SecretStr
 
 from blocks import LedgerDatabase
+from core.policy import RiskRegister, load_policy
 from core.records import ActionStatus
 from flows.approval_listener import approval_listener
 from flows.dispatch import dispatch_actions
@@ -61,6 +65,7 @@ async def dispatch(stack: Stack, actions: list[Any], policy: dict[str, Any], **o
             mode="deployment",
             options={"policy": policy, "blocks": stack.names.model_dump(), **options},
             ledger=ledger,
+            suspended_risks=load_policy(policy).risk.waiting("suspend"),
         )
 
 
@@ -163,6 +168,73 @@ async def test_cancelling_a_listener_run_ends_it_cancelled_within_seconds(
         await eventually(lambda: not alive(child), timeout=STOP_BOUND_SECONDS,
                          what="its process to exit")  # fmt: skip
         assert worker.proc.poll() is None  # the worker itself runs on
+
+
+# --- a suspended approval across a worker restart and a redeploy ------------------------
+def suspending(policy: dict[str, Any]) -> dict[str, Any]:
+    """The policy with low risk waiting suspended (low: one approver, UI approve allowed)."""
+    low = RiskRegister().low.model_dump()
+    return {**policy, "risk": {"low": {**low, "wait": "suspend"}}}
+
+
+async def test_a_suspended_approval_survives_a_worker_stop_and_a_redeploy_and_runs_once(
+    stack: Stack, work_pool: str, tmp_path: Path, prefect_harness: str
+) -> None:
+    policy = suspending(policy_with())
+    parameters = {"policy": policy, "blocks": stack.names.model_dump(), "settings": FAST_SETTINGS}
+    deployment = await deploy(remediate_action, "t-workers-action", work_pool, parameters)
+    action = proposal(policy, host="web-02", unit="nginx.service", cycle_id="t-workers-suspend")
+    settings = {**FAST_SETTINGS, "deployment": "remediate-action/t-workers-action"}
+    with worker_processes(prefect_harness, work_pool, tmp_path, {"w1": None}) as [first]:
+        await first.ready()
+        result = await dispatch(stack, [action], policy, settings=settings)
+        assert not result.errors, result.errors
+        run_id = result.dispatched[action.action_id]
+
+        async def suspended() -> bool:
+            state = await run_state(run_id)
+            return state.type is StateType.PAUSED and state.name == "Suspended"
+
+        try:
+            await eventually(suspended, timeout=150, interval=0.5, what="the action suspended")
+            # No process waits: the run is a database row.
+            await eventually(lambda: first.flow_run_processes() == [], timeout=30,
+                             what="its process to exit")  # fmt: skip
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{first.log()}") from None
+        await asyncio.to_thread(first.stop_by_procedure)
+    assert (await run_state(run_id)).name == "Suspended"  # the stop left it waiting
+
+    # `prefect deploy` again (the same deployment, updated), and a reconciler pass: a
+    # suspended run is alive without a process or a heartbeat.
+    assert await deploy(remediate_action, "t-workers-action", work_pool, parameters) == deployment
+    assert await reconcile_actions(policy=policy, blocks=stack.names) == []
+
+    with worker_processes(prefect_harness, work_pool, tmp_path, {"w2": None}) as [second]:
+        await second.ready()
+        assert await resume(run_id, "approve", "after the redeploy") == "ACCEPT"  # the UI
+
+        async def ended() -> Any:
+            state = await run_state(run_id)
+            return state if state.is_final() else None
+
+        state = await eventually(ended, timeout=150, interval=0.5, what="the run to end")
+        assert state.type is StateType.COMPLETED, (state, second.log())
+        assert run_id in second.took()  # the new worker re-ran it from the top
+
+    # It ran once, was asked once, and the ledger reads it so.
+    jobs = [j for j in stack.awx.engine.jobs(SCRIPTED_TEMPLATE) if j.limit == "web-02"]
+    assert len(jobs) == 1
+    async with stack.ledger() as ledger:
+        record = await ledger.actions.get_action(action.action_id)
+        assert await ledger.jobs.launch_count() == 1
+    assert record is not None and record.status is ActionStatus.FINISHED, record
+    assert record.decision is not None and record.decision.via == "ui"
+    requests = [
+        m for m in stack.discord.messages(CHANNEL_ID)
+        if m.embeds and "Approve noop_fix" in (m.embeds[0].get("title") or "")
+    ]  # fmt: skip
+    assert len(requests) == 1
 
 
 # --- several workers --------------------------------------------------------------------

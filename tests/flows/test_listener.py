@@ -43,6 +43,7 @@ from tests.fixtures.loki_discord import (
     CHANNEL_ID,
     GUILD_ID,
 )
+from tests.fixtures.serve import DEPLOYMENT, ServedDeployment
 from tests.fixtures.slack import CHANNEL_ID as SLACK_CHANNEL_ID
 from tests.fixtures.slack import SlackDriver, slack_names
 from tests.fixtures.stack import FAST_POLICY, FAST_SETTINGS, Stack
@@ -126,6 +127,9 @@ class Actions:
         async with self.stack.ledger() as ledger:
             return await ledger.actions.get_action(a.action_id)
 
+    # How long a run may take to reach its pause: in-process, the flow's own steps.
+    PAUSE_SECONDS = 90
+
     async def paused(self, *actions: ProposedAction, posted: bool = True) -> list[ActionRecord]:
         """Wait until each action's run is PAUSED with its request recorded."""
         records = []
@@ -141,13 +145,69 @@ class Actions:
                     run = await client.read_flow_run(uuid.UUID(r.request.flow_run_id))
                 return r if run.state and run.state.type == StateType.PAUSED else None
 
-            records.append(await eventually(probe, timeout=90, what=f"{a.host} paused"))
+            records.append(
+                await eventually(probe, timeout=self.PAUSE_SECONDS, what=f"{a.host} paused")
+            )
         return records
 
     async def finished(self, *actions: ProposedAction, timeout: float = 120) -> list[Any]:
         """Each run's final state (all must have been started here)."""
         done = asyncio.gather(*(self.tasks[a.action_id] for a in actions))
         return await asyncio.wait_for(done, timeout=timeout)
+
+
+class DeployedActions(Actions):
+    """`remediate_action` runs of the served deployment, each top-level (Prefect suspends
+    no subflow): the runs of a policy whose levels wait suspended."""
+
+    # The served process starts a process per run first: three at once on a loaded
+    # 2-core box took over 90 s to reach their suspend.
+    PAUSE_SECONDS = 240
+
+    def __init__(self, stack: Stack, pol: dict[str, Any], served: ServedDeployment) -> None:
+        super().__init__(stack, pol)
+        self.served, self.run_ids = served, {}
+
+    async def start_runs(self, *actions: ProposedAction) -> None:
+        await self.served.ready()
+        async with PrefectRuns.open() as runs:
+            for a in actions:
+                run = await runs.run_deployment(
+                    DEPLOYMENT,
+                    {"action": a.model_dump(mode="json"), "policy": self.policy,
+                     "blocks": self.stack.names.model_dump(), "settings": SETTINGS},
+                    idempotency_key=f"t-{a.action_id}",
+                    tags=[f"action:{a.action_id}"],
+                    as_subflow=False,
+                )  # fmt: skip
+                self.run_ids[a.action_id] = str(run.id)
+
+    async def finished(self, *actions: ProposedAction, timeout: float = 120) -> list[Any]:
+        async def final() -> list[Any] | None:
+            async with get_client() as client:
+                states = [
+                    (await client.read_flow_run(uuid.UUID(self.run_ids[a.action_id]))).state
+                    for a in actions
+                ]
+            return states if all(s is not None and s.is_final() for s in states) else None
+
+        return await eventually(final, timeout=timeout, interval=0.5, what="runs to end")
+
+
+async def suspended_runs(*records: ActionRecord) -> bool:
+    """Each record's run waits suspended (no process), not paused."""
+    async with get_client() as client:
+        for r in records:
+            assert r.request is not None and r.request.flow_run_id is not None
+            state = (await client.read_flow_run(uuid.UUID(r.request.flow_run_id))).state
+            if state is None or state.name != "Suspended":
+                return False
+    return True
+
+
+def waiting(pol: dict[str, Any], wait: str) -> dict[str, Any]:
+    """The policy with every risk level waiting `wait` (pause or suspend)."""
+    return {**pol, "risk": {n: {**level, "wait": wait} for n, level in pol["risk"].items()}}
 
 
 class Background:
@@ -445,18 +505,41 @@ async def test_both_channels_ask_each_action_once_and_one_decision_edits_both(
 
 
 # --- restarts and races ------------------------------------------------------------------
+# Both wait modes with Discord, and Slack with the default (pause): the channel and the
+# wait mode are independent parts of the path (a suspended run is voted on as a paused one).
+@pytest.mark.parametrize(
+    ("chat_name", "wait"), [("discord", "pause"), ("discord", "suspend"), ("slack", "pause")]
+)
 async def test_listener_killed_and_restarted_loses_and_doubles_nothing(
-    chat: tuple[Stack, ChatDriver],
+    stack: Stack, chat_name: str, wait: str, prefect_harness: str, tmp_path: Path
 ) -> None:
-    stack, channel = chat
-    pol = policy()
+    stack, channel = chat_stack(stack, chat_name)
+    served = None
+    if wait == "suspend":  # suspended runs are deployment runs: a worker re-runs them
+        served = ServedDeployment(prefect_harness, tmp_path / "serve.log")
+    try:
+        await _listener_killed_and_restarted(stack, channel, wait, served)
+    finally:
+        if served is not None:
+            await served.stop()
+
+
+async def _listener_killed_and_restarted(
+    stack: Stack, channel: ChatDriver, wait: str, served: ServedDeployment | None
+) -> None:
+    pol = waiting(policy(), wait)
     between, intended, resumed = proposals(
         pol, ("web-01", "low"), ("web-02", "low"), ("db-01", "medium")
     )
-    runs = Actions(stack, pol)
     first = Background(stack, pol).start()
-    runs.start(between, intended, resumed)
+    if served is not None:
+        runs: Actions = DeployedActions(stack, pol, served)
+        await runs.start_runs(between, intended, resumed)
+    else:
+        runs = Actions(stack, pol)
+        runs.start(between, intended, resumed)
     r_between, r_intended, r_resumed = await runs.paused(between, intended, resumed)
+    assert await suspended_runs(r_between, r_intended, r_resumed) is (wait == "suspend")
     await first.more_polls(1)
     await first.kill()  # between polls, or in the middle of one
     # While no listener runs: a vote arrives; and the ledger is left as a listener killed
