@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field, SecretStr
 
 from blocks.base import RemediationBlock, reveal
-from clients.slack import SlackClient
+
+if TYPE_CHECKING:  # slack_sdk and aiohttp are imported only where Slack is used
+    from clients.slack import SlackClient
 
 SLACK_API = "https://slack.com/api/"
 
@@ -49,6 +53,8 @@ class SlackBot(RemediationBlock):
     )
 
     def get_client(self) -> SlackClient:
+        from clients.slack import SlackClient
+
         return SlackClient(
             reveal(self.bot_token) or "",
             api_base=self.api_base_url,

@@ -15,7 +15,7 @@ the workspace in the part of its guild; "any channel member" is checked with
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger, get_run_logger
@@ -25,12 +25,14 @@ from channels.port import Ballot, Posted, Reaction
 from channels.slack_blocks import SlackMessage
 from channels.slack_render import CHANNEL, decided_card, outcome_only, outcome_reply, render
 from clients.errors import SlackNotFound, UpstreamError
-from clients.slack import SlackClient
 from core.approval import APPROVE, REJECT, may_approve, request_channel, roles_needed
 from core.approvers import Approvers
 from core.messages import ApprovalCard, ChatMessage, DecisionOutcome, RequestUpdate
 from core.records import ApprovalRequest
 from core.wire import SlackIdentity, SlackUser
+
+if TYPE_CHECKING:  # slack_sdk and aiohttp load only when a Slack client is built
+    from clients.slack import SlackClient
 
 # The port's emoji and Slack's names for them on the wire; other reactions are ignored.
 EMOJI_NAMES = {APPROVE: "white_check_mark", REJECT: "x"}

@@ -219,3 +219,19 @@ def test_the_markup_rule_sees_timestamps_mentions_and_embeds() -> None:
     # not vacuous: the Discord renderer has all three
     found = "\n".join(discord_markup_in(ROOT / "channels" / "discord_render.py"))
     assert "'<t:" in found and "'<@" in found and "Embed(" in found and "EmbedField(" in found
+
+
+def test_an_action_run_starts_without_the_slack_sdk() -> None:
+    """A suspended approval comes back in a new process: slack_sdk and aiohttp (about
+    0.3 s of imports) load only where a Slack client is built, not in every run's start."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, flows.remediate_action, flows.remediation_cycle, flows.approval_listener;"
+        "print(sorted(m for m in ('slack_sdk', 'aiohttp') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
