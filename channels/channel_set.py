@@ -5,9 +5,11 @@ ids (`channel_id` "discord=<channel>;slack=<channel>", `message_id`
 "discord=<channel>/<message>;slack=<channel>/<ts>"), so nothing else changes: the ledger,
 the listener and `core.approval` see one request and one ballot. The ballot merges the
 channels' reactions with each person's id prefixed by their channel ("slack:U…"), so
-one ❌ in either channel beats ✅ in either, a quorum counts people across both, and a
-vote is checked against the approvers of the channel it was cast in. Posts, follow-ups
-and the decision's edit go to every channel where the request was asked.
+one ❌ in either channel beats ✅ in either, a quorum must be reached within one channel
+(`core.approval.quorum`: one person may hold an account in each, and they are not
+linked), and a vote is checked against the approvers of the channel it was cast in.
+Posts, follow-ups and the decision's edit go to every channel where the request was
+asked.
 
 A channel that fails to post is logged and left out (the others still ask); only when
 every channel fails does the error reach the caller.

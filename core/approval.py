@@ -18,7 +18,8 @@ switch's answer (`operator_answer`), and what a poll and a bounded run report.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -112,6 +113,21 @@ def voters(votes: Sequence[Vote], cutoff: datetime | None = None) -> list[str]:
     return list(dict.fromkeys(ordered))
 
 
+def realm(user_id: str) -> str:
+    """Where a voter's identity lives: the `channel:` prefix of a vote cast through
+    several chat channels at once (`channels.channel_set`), else "" (one channel)."""
+    name, sep, _ = user_id.partition(":")
+    return name if sep else ""
+
+
+def quorum(approvers: Iterable[str]) -> int:
+    """How many distinct people provably approved: the most in any one realm. One
+    person may hold an account in each chat channel and the accounts are not linked,
+    so approvals from different channels never add up to a quorum."""
+    per_realm = Counter(realm(u) for u in approvers)
+    return max(per_realm.values(), default=0)
+
+
 def tally(
     votes: Sequence[Vote],
     *,
@@ -148,7 +164,7 @@ def tally(
             rejections=rejecting,
             ignored=ignored,
         )
-    decided = len(approvals) >= level.approvers_needed
+    decided = quorum(approvals) >= level.approvers_needed
     return Tally(
         decision="approve" if decided else None,
         deciders=approving if decided else [],

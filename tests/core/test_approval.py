@@ -104,6 +104,25 @@ def test_high_risk_needs_distinct_approvers() -> None:
     assert (t.decision, t.deciders) == ("approve", ["alice", "bob"])
 
 
+def test_a_quorum_is_reached_within_one_channel_when_asked_in_several() -> None:
+    """Voters through several channels at once are "channel:id": one person may hold an
+    account in each, so approvals from two channels are not two people."""
+
+    def through(channel: str, user: str) -> Vote:
+        return vote(user).model_copy(update={"user_id": f"{channel}:u-{user}"})
+
+    allowed = lambda u: True  # noqa: E731
+    across = [through("discord", "alice"), through("slack", "alice")]
+    t = tally(across, allowed=allowed, bot_user_ids=set(), level=HIGH)
+    assert t.decision is None and t.approvals == ["alice", "alice"]
+    within = [through("slack", "alice"), through("slack", "bob"), through("discord", "carol")]
+    t = tally(within, allowed=allowed, bot_user_ids=set(), level=HIGH)
+    assert t.decision == "approve"
+    # one ❌ through any channel still rejects
+    veto = [*within, through("discord", "dave").model_copy(update={"emoji": REJECT})]
+    assert tally(veto, allowed=allowed, bot_user_ids=set(), level=HIGH).decision == "reject"
+
+
 def test_at_the_deadline_votes_count_as_they_stood_then() -> None:
     late = vote("alice", at=301)  # seen after the deadline (listener was down)
     assert counts(late, DEADLINE) is False
