@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from channels.discord_fallback import degrades
 from core import words
 from core.analysis import ManualIssue
+from core.messages import investigate_by_hand
 from core.models import Issue
 from core.params import code_span, parameters_inline
 from core.vetting import ProposedAction
@@ -93,16 +94,7 @@ def analysis_unavailable_message(
     issues: Sequence[Issue], *, reason: str, excerpt: str, cycle_id: str
 ) -> list[Embed]:
     """Every issue posted as a manual issue, marked "analysis unavailable"."""
-    manual = [
-        ManualIssue(
-            host=i.host,
-            problem=i.summary or i.fingerprint,
-            severity=i.severity.value,
-            recommendation=words.INVESTIGATE_BY_HAND,
-            source="analysis_unavailable",
-        )
-        for i in issues
-    ]
+    manual = investigate_by_hand(issues)
     embeds = manual_issues_message(manual, cycle_id=cycle_id)
     first = embeds[0]
     note = words.analysis_unavailable_note(reason)

@@ -52,6 +52,7 @@ from core.messages import (
     ProposalSummary,
     Reminder,
     ResultCard,
+    investigate_by_hand,
 )
 from core.models import Issue
 from core.notice import Moment, Notice, Part, Quoted
@@ -401,16 +402,7 @@ def analysis_unavailable_message(
     issues: Sequence[Issue], *, reason: str, excerpt: str, cycle_id: str
 ) -> SlackMessage:
     """Every issue posted as a manual issue, marked "analysis unavailable"."""
-    manual = [
-        ManualIssue(
-            host=i.host,
-            problem=i.summary or i.fingerprint,
-            severity=i.severity.value,
-            recommendation=words.INVESTIGATE_BY_HAND,
-            source="analysis_unavailable",
-        )
-        for i in issues
-    ]
+    manual = investigate_by_hand(issues)
     title = words.analysis_unavailable_title(words.manual_issues_title(len(manual)))
     note = plain(words.analysis_unavailable_note(reason), 1500)
     if excerpt:

@@ -26,7 +26,7 @@ from core.summary import AttemptDetail
 from core.verify import Verification
 from core.vetting import AttemptRecord, ProposedAction
 from core.wire import JobState
-from core.words import outcome_text
+from core.words import INVESTIGATE_BY_HAND, outcome_text
 
 
 class ApprovalCard(Frozen):
@@ -96,6 +96,21 @@ class ManualIssues(Frozen):
     kind: Literal["manual_issues"] = "manual_issues"
     manual: list[ManualIssue]
     cycle_id: str
+
+
+def investigate_by_hand(issues: Sequence[Issue]) -> list[ManualIssue]:
+    """Issues the analysis could not cover, each as a manual issue to investigate by hand
+    (how every channel lists an `AnalysisUnavailable`)."""
+    return [
+        ManualIssue(
+            host=i.host,
+            problem=i.summary or i.fingerprint,
+            severity=i.severity.value,
+            recommendation=INVESTIGATE_BY_HAND,
+            source="analysis_unavailable",
+        )
+        for i in issues
+    ]
 
 
 class AnalysisUnavailable(Frozen):
