@@ -108,8 +108,14 @@ class ChannelSet:
         return self._combined(posted)
 
     async def ask(self, card: ApprovalCard) -> Posted:
+        """Ask in each channel, each card naming that channel's own approvers (the set's
+        `approvers` hold prefixed ids, meaningful to no channel)."""
         posted = await self._each(
-            "approval request", {n: (lambda c=c: c.ask(card)) for n, c in self.channels.items()}
+            "approval request",
+            {
+                n: (lambda c=c: c.ask(card.model_copy(update={"approvers": c.approvers})))
+                for n, c in self.channels.items()
+            },
         )
         return self._combined(posted)
 

@@ -4,6 +4,7 @@ each, and a channel that fails degrading the set visibly instead of silently."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -57,9 +58,12 @@ async def both(discord: Any, slack: Any) -> AsyncIterator[ChannelSet]:
     await channels.aclose()
 
 
-def card() -> ApprovalCard:
+def card(approvers: Approvers | None = None) -> ApprovalCard:
     return ApprovalCard(
-        action=ACTION, level=LEVEL, deadline=NOW + timedelta(minutes=5), approvers=Approvers()
+        action=ACTION,
+        level=LEVEL,
+        deadline=NOW + timedelta(minutes=5),
+        approvers=approvers or Approvers(),
     )
 
 
@@ -95,8 +99,13 @@ async def test_asked_in_both_one_ballot_and_both_requests_edited(
     both: ChannelSet, discord: Any, slack: Any
 ) -> None:
     assert both.title == "Discord and Slack" and both.name == "chat"
-    req = request(await both.ask(card()))
+    req = request(await both.ask(card(both.approvers)))  # as the action run asks
     own = decode_ids(req)
+    # each card names its own channel's approvers, never the set's prefixed ids
+    shown = json.dumps(discord.message(d.CHANNEL_ID, own["discord"].message_id).embeds)
+    assert f"<@&{d.APPROVER_ROLE_ID}>" in shown and "discord:" not in shown
+    blocks = json.dumps(slack.message(s.CHANNEL_ID, own["slack"].message_id)["blocks"])
+    assert s.APPROVERS_GROUP_ID in blocks and "slack:" not in blocks
     discord.react(d.CHANNEL_ID, own["discord"].message_id, "✅", "alice")
     slack.react(s.CHANNEL_ID, own["slack"].message_id, "x", "bob")
     slack.react(s.CHANNEL_ID, own["slack"].message_id, "white_check_mark", "helper-bot")
