@@ -69,6 +69,8 @@ async def test_approved_in_slack_runs_once_reports_in_the_thread_and_pings_nobod
     thread = [m for m in posted if m["thread_ts"] == ts]
     assert [header(m) for m in thread][-1] == "✅ EFFECTIVE: restart_unit on web-02"
     assert any(header(m).startswith("🏁 Workflow complete") for m in top)
+    assert not any(header(m).startswith("✅ EFFECTIVE") for m in top)  # only in the thread
+    assert any("db-01" in json.dumps(m["blocks"]) for m in top)  # the manual issue
     request = stack.slack.message(CHANNEL_ID, ts)
     assert request["text"] == "✅ Approved by alice"
     assert request["reactions"]["white_check_mark"] == [BOT_USER_ID, "U0ALICE"]
